@@ -81,7 +81,6 @@ def test_subjects_differ_and_roles_follow_parcels():
 
 def test_higher_vertices_respond_to_class_not_early_ones():
     m = sim_brain.build_subject(1, np.random.default_rng(1))
-    rng = np.random.default_rng(2)
     base = sim_brain.blank_features()
     feats = {k: np.repeat(v, 64, 0) for k, v in base.items()}
     feats["classes"] = np.eye(64, dtype=np.float32)               # same pixels, different class
@@ -91,8 +90,7 @@ def test_higher_vertices_respond_to_class_not_early_ones():
     hi = [idx[v] for v in m.params["higher"]["vertices"]]
     early = [idx[v] for v in m.params["early"]["vertices"]]
     assert resp[:, hi].std(0).mean() > 0.3
-    assert np.allclose(resp[:, early].std(0), 0)
-    del rng
+    assert resp[:, early].std(0).max() < 1e-5
 
 
 # ------------------------------------------------------------------------------------------ dataset
@@ -121,7 +119,12 @@ def test_tiny_dataset_has_the_cc2017_layout(tiny_root):
 def test_responsive_vertices_are_reproducible_and_others_are_not(tiny_root):
     a = read_cortex(layout.run_path(tiny_root, 1, "seg2", 1), 245)[3:243]
     b = read_cortex(layout.run_path(tiny_root, 1, "seg2", 2), 245)[3:243]
-    z = lambda x: (x - x.mean(0)) / x.std(0)
+    legendre = np.polynomial.legendre.legvander(np.linspace(-1, 1, len(a)), 4)
+
+    def z(x):  # 4th-order detrend (slow scanner drift is shared by the two runs' vertices), z-score
+        x = x - legendre @ np.linalg.lstsq(legendre, x, rcond=None)[0]
+        return (x - x.mean(0)) / x.std(0)
+
     r = (z(a) * z(b)).mean(0)
     resp = np.load(layout.ground_truth_dir(tiny_root) / "subject1" / "responsive.npy")
     assert np.median(r[resp]) > 0.3 and abs(np.median(r[~resp])) < 0.1
