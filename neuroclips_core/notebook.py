@@ -1,0 +1,120 @@
+"""Chapter conventions: the parameters cell and the first call every chapter makes.
+
+A chapter starts with an imports cell, then one cell tagged ``parameters`` (papermill injects its overrides
+right after it), then turns the parameters into a validated :class:`~neuroclips_core.config.RunConfig`::
+
+    # %%
+    from neuroclips_core.notebook import chapter_config, env_default
+
+    # %% tags=["parameters"]
+    profile = "sim"
+    subject = 1
+    quick = env_default("NEUROCLIPS_QUICK", False)
+    seed = 0
+    data_root = None
+    run_root = None
+
+    # %%
+    cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
+                         data_root=data_root, run_root=run_root)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import ConfigError, RunConfig, make_config, project_root
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+# Figures that read well in JupyterLab and in the built book: moderate size, crisp pixels for video frames.
+MPL_DEFAULTS = {
+    "figure.figsize": (8.0, 4.0),
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "image.interpolation": "nearest",
+}
+
+
+def env_default(name: str, default):
+    """Value of environment variable ``name`` parsed like ``default``, or ``default`` when it is unset.
+
+    Lets a parameters cell take a default from the environment (``quick = env_default("NEUROCLIPS_QUICK",
+    False)``) so ``NEUROCLIPS_QUICK=1 jupyter-book build book/`` runs every chapter in quick mode, while
+    papermill's ``-p quick ...`` still overrides it.  Booleans accept 1/0, true/false, yes/no, on/off; ints
+    and floats are parsed as such; anything else (str, None) is returned as the raw string.
+    """
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    text = raw.strip()
+    if isinstance(default, bool):
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"environment variable {name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"environment variable {name}={raw!r} is not an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"environment variable {name}={raw!r} is not a number") from None
+    return raw
+
+
+def _short(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _inline_figures() -> None:
+    """Inside a Jupyter kernel, draw figures inline even if ``MPLBACKEND`` (e.g. Agg, as in CI) says otherwise."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
+
+
+def chapter_config(*, verbose: bool = True, **params) -> RunConfig:
+    """:func:`~neuroclips_core.config.make_config` plus the chapter set-up every chapter wants.
+
+    Validates ``params`` (see ``make_config``), sets matplotlib defaults (inline figures in a kernel), limits torch to 2 threads when there
+    is no GPU (the CPU machines this book targets have 2 cores), seeds python/numpy/torch with ``seed``, and
+    prints a one-line summary of the resolved configuration.  Returns the :class:`RunConfig`.
+    """
+    cfg = make_config(**params)
+
+    import matplotlib as mpl
+    import torch
+
+    _inline_figures()
+    mpl.rcParams.update(MPL_DEFAULTS)
+    device = cfg.torch_device()
+    if not torch.cuda.is_available():
+        torch.set_num_threads(2)
+    cfg.seed_everything()
+    if verbose:
+        root = project_root()
+        threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+        preset = f" preset={cfg.sim_preset}" if cfg.profile == "sim" else ""
+        extra = "".join(f" {k}={v!r}" for k, v in sorted(cfg.extra.items()))
+        print(f"NeuroClips run: profile={cfg.profile} subject={cfg.subject} quick={cfg.quick} seed={cfg.seed}"
+              f"{preset} device={device}{threads} data_root={_short(cfg.data_root, root)} "
+              f"run_dir={_short(cfg.run_dir, root)}{extra}")
+    return cfg
