@@ -60,7 +60,7 @@ seed = 0
 data_root = None
 run_root = None
 simulate_subjects = None     # None: all three (quick mode: only `subject`)
-probe_steps = None           # training steps of the blur probe; None: 500 (quick: 60)
+probe_steps = None           # training steps of the blur probe; None: 2000 (quick: 80)
 
 # %%
 cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
@@ -69,7 +69,7 @@ if cfg.profile != "sim":
     raise ConfigError("chapter 00 builds cc2017-sim and only runs with profile='sim'; "
                       "with the real data, start at chapter 01")
 subjects = simulate_subjects or ([cfg.subject] if cfg.quick else [1, 2, 3])
-probe_steps = probe_steps or (60 if cfg.quick else 500)
+probe_steps = probe_steps or (80 if cfg.quick else 2000)
 figdir = cfg.run_root / cfg.profile / "figures"
 figdir.mkdir(parents=True, exist_ok=True)
 
@@ -151,7 +151,7 @@ vframes.show_gif(gif)
 # %%
 train_x, train_y = sim_checks.fresh_frames(cfg.seed, 3000 if cfg.quick else 20000)
 test_x, test_y = sim_checks.probe_frames(cfg.seed, test_segments[:1])
-probe, probe_losses = sim_checks.train_frame_probe(train_x, train_y, steps=probe_steps, batch=48,
+probe, probe_losses = sim_checks.train_frame_probe(train_x, train_y, steps=probe_steps, batch=48, lr=5e-3,
                                                    seed=cfg.seed, progress=True)
 blurred = sim_checks.blur(test_x)
 acc_sharp = float((sim_checks.probe_predict(probe, test_x) == test_y).mean())
