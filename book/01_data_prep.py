@@ -233,7 +233,7 @@ if is_raw and store.has_frames:
 
 # %%
 train_idx, val_idx = store.train_val_split(0.1)
-val_segments = sorted(set(store.segment_of_train_clip[val_idx]), key=layout.segment_sort_key)
+val_segments = sorted({str(s) for s in store.segment_of_train_clip[val_idx]}, key=layout.segment_sort_key)
 print(f"train clips {len(train_idx)}, validation clips {len(val_idx)} (segments {val_segments}), "
       f"test clips {store.n_test}")
 sample = ClipDataset(store, "test")[0]

@@ -82,7 +82,9 @@ class Shot:
         elif self.growth < -0.12:
             extra.append("shrinking")
         extra_txt = (" while " + " and ".join(extra)) if extra else ""
-        return f"a {hue_name(h)} {CLASSES[self.label]} {motion}{extra_txt} over a {hue_name(bh)} background"
+        colour = hue_name(h)
+        article = "an" if colour[0] in "aeiou" else "a"
+        return f"{article} {colour} {CLASSES[self.label]} {motion}{extra_txt} over a {hue_name(bh)} background"
 
     def to_json(self) -> dict:
         d = asdict(self)
