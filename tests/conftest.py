@@ -108,3 +108,13 @@ def mini_store(mini_cc2017, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("mini_store") / "store"
     return prepare_subject(mini_cc2017.root, mini_cc2017.subject, out, frame_size=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_root():
+    """cc2017-sim's tiny preset (seed 0, subject 1) at the path quick-mode chapters use, so it is simulated once
+    per machine and shared by the simulator tests, the ensure_store tests and the quick chapter runs."""
+    from neuroclips_core.config import make_config
+    from neuroclips_core.data.simulate import ensure_sim_dataset
+
+    return ensure_sim_dataset(make_config(quick=True, subject=1, seed=0), progress=False)

@@ -94,15 +94,6 @@ def test_higher_vertices_respond_to_class_not_early_ones():
 
 
 # ------------------------------------------------------------------------------------------ dataset
-@pytest.fixture(scope="session")
-def tiny_root():
-    """The tiny preset (seed 0, subject 1) at the path quick-mode chapters use, so it is simulated once."""
-    from neuroclips_core.config import make_config
-
-    cfg = make_config(quick=True, subject=1, seed=0)
-    return sim.ensure_sim_dataset(cfg, progress=False)
-
-
 def test_tiny_dataset_has_the_cc2017_layout(tiny_root):
     info = json.loads((layout.ground_truth_dir(tiny_root) / "sim.json").read_text())
     assert info["preset"] == "tiny" and 1 in info["subjects_complete"]
