@@ -150,10 +150,10 @@ def test_save_load_round_trip(role, tmp_path):
     loaded = load_role(role, tmp_path / role)
     assert type(loaded) is type(objects)
     _assert_same(before, _forward(role, loaded))
-    if role == "clip":
-        for key in ("size", "mean", "std", "interpolation"):
-            assert np.allclose(loaded.preprocess_cfg[key], objects.preprocess_cfg[key]) if key != "interpolation" \
-                else loaded.preprocess_cfg[key] == objects.preprocess_cfg[key]
+    if role == "clip":      # the preprocessing and the model config travel with the weights
+        cfg, ref = loaded.preprocess_cfg, objects.preprocess_cfg
+        assert cfg["interpolation"] == ref["interpolation"]
+        assert all(np.allclose(cfg[k], ref[k]) for k in ("size", "mean", "std"))     # size 32 == (32, 32)
         assert loaded.model_cfg == objects.model_cfg and loaded.model.visual.output_tokens
     with pytest.raises(WeightsError, match="already exists"):
         save_role(role, objects, tmp_path / role)
@@ -314,6 +314,9 @@ def test_library_errors_become_weights_errors(tmp_path):
     with pytest.raises(WeightsError, match=r"(?s)vae: reading .*vae failed.*expected layout") as e:
         load_role("vae", folder)
     assert e.value.__cause__ is not None
+    save_role("vae", tiny.tiny_vae(), folder, overwrite=True)      # replaces the broken folder
+    assert list(load_role("vae", folder).config.block_out_channels) == [32, 32, 64, 64]
+    assert [p.name for p in tmp_path.iterdir()] == ["vae"]
 
 
 def test_sparsectrl_must_be_the_rgb_variant(tmp_path):

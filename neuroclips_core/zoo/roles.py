@@ -45,6 +45,17 @@ class Layout:
     def describe(self) -> str:
         return f"{self.name}: " + "; ".join(n.describe() for n in self.needs)
 
+    def compact(self) -> str:
+        """The same, grouped by subfolder, for the README: ``unet/ (config.json, a / b); scheduler/ (...)``."""
+        groups: dict[str, list[str]] = {}
+        for n in self.needs:
+            paths = [p for option in n.options for p in option]
+            tops = {p.split("/", 1)[0] if "/" in p else "" for p in paths}
+            top = tops.pop() if len(tops) == 1 else ""
+            strip = len(top) + 1 if top else 0
+            groups.setdefault(top, []).append(" / ".join(" + ".join(p[strip:] for p in o) for o in n.options))
+        return "; ".join(f"{top}/ ({', '.join(items)})" if top else ", ".join(items) for top, items in groups.items())
+
 
 @dataclass(frozen=True)
 class Role:
@@ -102,8 +113,8 @@ ROLES: dict[str, Role] = {r.name: r for r in (
         source="HF dataset `pscotti/mindeyev2` file `sd_image_var_autoenc.pth`; "
                "or HF `stable-diffusion-v1-5/stable-diffusion-v1-5` subfolder `vae/`",
         how_to="use the `vae/` folder of SD 1.5 as is; or load `sd_image_var_autoenc.pth` into "
-               "`AutoencoderKL(block_out_channels=[128,256,512,512], layers_per_block=2, 4 x DownEncoderBlock2D / UpDecoderBlock2D, "
-               "sample_size=256)` and `save_pretrained` it",
+               "`AutoencoderKL(block_out_channels=[128,256,512,512], layers_per_block=2, "
+               "4 x DownEncoderBlock2D / UpDecoderBlock2D, sample_size=256)` and `save_pretrained` it",
         returns="AutoencoderKL",
     ),
     Role(
@@ -126,6 +137,7 @@ ROLES: dict[str, Role] = {r.name: r for r in (
         classes=("diffusers.UNet2DConditionModel", "diffusers scheduler"),
         layouts=(
             Layout("diffusers folder", (*_diffusers_model("unet"), need("scheduler/scheduler_config.json"))),
+            # the checkpoint must stay the first need: weights.py skips it when given the file itself
             Layout("sgm checkpoint", (need("*.ckpt", "*.safetensors"), need("unet_config.json"),
                                       need("scheduler_config.json"))),
         ),
@@ -154,11 +166,11 @@ ROLES: dict[str, Role] = {r.name: r for r in (
         classes=("diffusers.UNetMotionModel", "diffusers.MotionAdapter", "transformers.CLIPTextModel",
                  "transformers.CLIPTokenizer", "diffusers scheduler"),
         layouts=(
-            Layout("diffusers folders, UNet2D + motion adapter (the AnimateDiff release)", (
+            Layout("AnimateDiff release: 2D UNet + motion adapter", (
                 *_diffusers_model("unet"), *_diffusers_model("motion_adapter"),
                 need("text_encoder/config.json"), need(*_sub("text_encoder", _HF_WEIGHTS)),
                 _clip_tokenizer("tokenizer"), need("scheduler/scheduler_config.json"))),
-            Layout("diffusers folders, UNetMotionModel in unet/", (
+            Layout("one UNetMotionModel in unet/", (
                 *_diffusers_model("unet"),
                 need("text_encoder/config.json"), need(*_sub("text_encoder", _HF_WEIGHTS)),
                 _clip_tokenizer("tokenizer"), need("scheduler/scheduler_config.json"))),
@@ -220,7 +232,7 @@ def roles_markdown_table() -> str:
     rows = ["| role | paper weights | source | library class | folder layout | how to get it |",
             "|---|---|---|---|---|---|"]
     for r in ROLES.values():
-        layout = "<br>".join(lay.describe() for lay in r.layouts)
+        layout = "<br>".join(f"{lay.name}: {lay.compact()}" for lay in r.layouts)
         cells = (f"`{r.name}`", r.paper_weights, r.source, ", ".join(f"`{c}`" for c in r.classes), layout, r.how_to)
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)

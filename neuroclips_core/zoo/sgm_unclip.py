@@ -69,7 +69,8 @@ def module_map(config: dict) -> list[tuple[str, str, bool]]:
     elif config.get("class_embed_type") or config.get("addition_embed_type"):
         raise WeightsError("sgm conversion supports class_embed_type 'projection', addition_embed_type 'text_time' "
                            f"or num_class_embeds; the UNet config has class_embed_type "
-                           f"{config.get('class_embed_type')!r}, addition_embed_type {config.get('addition_embed_type')!r}")
+                           f"{config.get('class_embed_type')!r}, "
+                           f"addition_embed_type {config.get('addition_embed_type')!r}")
     i = 1
     for level in range(n):
         attn = down[level].startswith("CrossAttn")
@@ -163,7 +164,7 @@ def read_checkpoint(path: str | Path) -> dict:
 
         return load_file(str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:    # pickled Python objects (optimizer state, callbacks): refuse rather than execute
         raise WeightsError(
             f"{path} could not be read as tensors only ({type(e).__name__}: {str(e)[:200]}). If you trust the file, "
@@ -205,7 +206,8 @@ def sgm_vector_condition(original_size=(768, 768), crop_coords_top_left=(0, 0), 
     sgm's conditioner embeds each of the 4 numbers (original height, width, crop top, left) with a
     ``ConcatTimestepEmbedderND`` (sinusoidal ``[cos, sin]`` embedding of size ``dim``) and concatenates them:
     4 x 256 = 1024 = ``adm_in_channels``.  MindEye2 uses size (768, 768) and crop (0, 0).  Pass the result as
-    ``class_labels`` to the converted ``UNet2DConditionModel`` (``class_embed_type="projection"``).
+    ``class_labels`` to the converted ``UNet2DConditionModel`` (``class_embed_type="projection"``), cast to the
+    UNet's dtype (the projection is a plain Linear layer).
     """
     values = torch.tensor([*original_size, *crop_coords_top_left], dtype=torch.float32)
     half = dim // 2

@@ -78,21 +78,20 @@ def check_role_folder(role: str, folder: str | os.PathLike) -> Layout:
         raise WeightsError(f"{role}: the folder {path} does not exist; point the {role!r} entry of weights.yml "
                            f"at a folder holding these weights.\n{role_help(r)}")
     folder, ckpt = split_role_path(role, path)
-    if ckpt is not None:   # unclip given as its sgm checkpoint file: only the sgm layout applies, and the
-        layouts = [lay for lay in r.layouts if lay.name == SGM_LAYOUT]    # file itself is its checkpoint need
-        needs = {lay.name: [n for n in lay.needs if n.options[0] != ("*.ckpt",)] for lay in layouts}
+    if ckpt is not None:   # unclip named by its sgm checkpoint file, which is that layout's first need
+        sgm = next(lay for lay in r.layouts if lay.name == SGM_LAYOUT)
+        candidates = {sgm: sgm.needs[1:]}
     else:
-        layouts = list(r.layouts)
-        needs = {lay.name: list(lay.needs) for lay in layouts}
-    missing = {lay.name: _missing(folder, tuple(needs[lay.name])) for lay in layouts}
-    for lay in layouts:
-        if not missing[lay.name]:
+        candidates = {lay: lay.needs for lay in r.layouts}
+    missing = {lay: _missing(folder, needs) for lay, needs in candidates.items()}
+    for lay, gaps in missing.items():
+        if not gaps:
             return lay
-    closest = min(layouts, key=lambda lay: len(missing[lay.name]))
+    closest = min(missing, key=lambda lay: len(missing[lay]))
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())[:20]
     raise WeightsError(
         f"{role}: {path} does not hold the {role!r} weights in an accepted layout.\n"
-        f"  missing ({closest.name}): {'; '.join(missing[closest.name])}\n"
+        f"  missing ({closest.name}): {'; '.join(missing[closest])}\n"
         f"  found: {', '.join(found) if found else 'an empty folder'}\n{role_help(r)}")
 
 
