@@ -38,6 +38,10 @@ def hue_name(h: float) -> str:
     return next(name for edge, name in HUE_NAMES if h < edge)
 
 
+def _with_article(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 @dataclass
 class Shot:
     """One shot: frames [start, stop) of a segment at 30 FPS.  Positions and sizes are in frame units (0..1)."""
@@ -82,9 +86,8 @@ class Shot:
         elif self.growth < -0.12:
             extra.append("shrinking")
         extra_txt = (" while " + " and ".join(extra)) if extra else ""
-        colour = hue_name(h)
-        article = "an" if colour[0] in "aeiou" else "a"
-        return f"{article} {colour} {CLASSES[self.label]} {motion}{extra_txt} over a {hue_name(bh)} background"
+        return (f"{_with_article(hue_name(h))} {CLASSES[self.label]} {motion}{extra_txt} "
+                f"over {_with_article(hue_name(bh))} background")
 
     def to_json(self) -> dict:
         d = asdict(self)

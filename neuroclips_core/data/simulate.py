@@ -27,7 +27,7 @@ import numpy as np
 from . import layout, sim_brain, sim_stimuli
 from .layout import CLIPS_PER_RUN, FRAME_OFFSETS, RAW_FRAMES_PER_CLIP, STIMULUS_FPS, TRIM_RULES
 
-SIMULATOR_VERSION = "1.1.0"
+SIMULATOR_VERSION = "1.2.0"
 FEATURE_SIZE = 64          # resolution at which the brain model looks at frames
 
 
