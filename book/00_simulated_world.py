@@ -226,10 +226,10 @@ clean = simulate.load_noise_free(root, cfg.subject, train_segments[0])[:, col]
 a, b = paired_window(len(run), delay_trs=2)
 z = detrend_zscore(run[a:b, [vertex]])[:, 0]
 clean_z = (clean[a:b] - clean[a:b].mean()) / clean[a:b].std()
-fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 5), sharex=False)
+fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 5.5), layout="constrained")
 ax0.plot(run[:, vertex], lw=0.8)
 ax0.axvspan(a, b - 1, color="0.9", label="delay-paired window")
-ax0.set(ylabel="raw BOLD", title=f"vertex {vertex} (early visual, target r = {gt['reliability'][vertex]:.2f})")
+ax0.set(xlabel="raw volume", ylabel="raw BOLD", title=f"vertex {vertex} (early visual, target r = {gt['reliability'][vertex]:.2f})")
 ax0.legend(loc="upper right")
 ax1.plot(z, lw=0.8, label="measured (detrended, z-scored)")
 ax1.plot(clean_z, lw=1.2, label="noise-free response")

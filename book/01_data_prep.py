@@ -111,12 +111,16 @@ if is_raw:
     a, b = prepare.paired_window(len(run), meta["delay_trs"])
     basis = prepare.legendre_basis(b - a)
     trend = basis @ (basis.T @ run[a:b].astype(np.float64))
-    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 5))
+    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 5.5), layout="constrained")
     ax0.plot(run, lw=0.8, color="0.3", label=f"raw ({len(run)} volumes)")
-    ax0.axvspan(t0, len(run) - t1 - 1, color="tab:blue", alpha=0.12, label="trimmed: movie volumes")
-    ax0.axvspan(a, b - 1, color="tab:orange", alpha=0.12, label="delay-paired window (+2 TRs)")
-    ax0.plot(np.arange(a, b), trend, color="tab:red", lw=1.5, label="4th-order trend")
-    ax0.set(ylabel="BOLD", title=f"{seg0}, repetition 1, vertex {vertex}")
+    ax0.plot(np.arange(a, b), trend, color="tab:red", lw=1.5, label="4th-order trend (paired window)")
+    low, span = run.min(), np.ptp(run)
+    # the two windows as bars under the trace: the movie volumes, and the same shifted by the 4 s delay
+    ax0.hlines(low - 0.08 * span, t0, len(run) - t1 - 1, color="tab:blue", lw=5,
+               label=f"trimmed: movie volumes {t0}..{len(run) - t1 - 1}")
+    ax0.hlines(low - 0.16 * span, a, b - 1, color="tab:orange", lw=5,
+               label=f"delay-paired window {a}..{b - 1} (+2 TRs)")
+    ax0.set(xlabel="raw volume", ylabel="BOLD", title=f"{seg0}, repetition 1, vertex {vertex}")
     ax0.legend(loc="upper right", fontsize=8)
     ax1.plot(prepare.detrend_zscore(run[a:b, None])[:, 0], lw=0.8)
     ax1.set(xlabel="clip (paired volume = start + clip + 2)", ylabel="z")
