@@ -30,6 +30,21 @@ def test_shots_cover_the_segment_and_some_clips_straddle_cuts():
     assert all(sim_stimuli.CLASSES[lab] in cap for lab, cap in zip(ann["labels"], ann["captions"]))
 
 
+def test_clip_captions_follow_the_motion_actually_seen():
+    """Objects bounce off the frame edges: each clip's caption and velocity describe its own net motion."""
+    shots = sim.segment_shots(seed=4, segment="seg1")
+    ann = sim_stimuli.clip_annotations(shots, 240)
+    checked = 0
+    for (vx, vy), cap in zip(ann["velocity"], ann["captions"]):
+        if abs(vx) > 2 * abs(vy) and abs(vx) > 0.05:
+            assert ("moving right" if vx > 0 else "moving left") in cap
+            checked += 1
+        elif abs(vy) > 2 * abs(vx) and abs(vy) > 0.05:
+            assert ("moving down" if vy > 0 else "moving up") in cap
+            checked += 1
+    assert checked > 40
+
+
 def test_same_seed_same_shots_other_seed_other_shots():
     a, b = sim.segment_shots(1, "seg2"), sim.segment_shots(1, "seg2")
     c = sim.segment_shots(2, "seg2")

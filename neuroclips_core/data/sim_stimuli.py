@@ -62,10 +62,12 @@ class Shot:
     spin: float         # radians per second
     texture_seed: int   # for the speckled pattern
 
-    def caption(self) -> str:
+    def caption(self, velocity: tuple | None = None) -> str:
+        """Describe the shot; ``velocity`` (frame widths per second) is the motion actually seen in a clip
+        (objects bounce off the frame edges, so it can differ from the shot's initial ``vel``)."""
         h, s, v = colorsys.rgb_to_hsv(*self.color)
         bh = colorsys.rgb_to_hsv(*[(a + b) / 2 for a, b in zip(self.bg0, self.bg1)])[0]
-        vx, vy = self.vel
+        vx, vy = self.vel if velocity is None else velocity
         speed = float(np.hypot(vx, vy))
         if speed < 0.03:
             motion = "floating almost still"
@@ -92,7 +94,6 @@ class Shot:
     def to_json(self) -> dict:
         d = asdict(self)
         d["class_name"] = CLASSES[self.label]
-        d["caption"] = self.caption()
         return d
 
 
@@ -271,14 +272,22 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(images * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def clip_annotations(shots: list[Shot], n_clips: int, frames_per_clip: int = 60) -> dict:
-    """Per-clip ground truth: the label/caption of the shot covering most of the clip, and cut flags."""
-    labels, captions, straddles = [], [], []
+def clip_annotations(shots: list[Shot], n_clips: int, frames_per_clip: int = 60, fps: int = 30) -> dict:
+    """Per-clip ground truth from the shot covering most of the clip: its class, a caption of what the clip
+    shows (direction from the object's actual displacement within the clip), the object's mean velocity
+    (frame widths per second, x right, y down) and whether the clip straddles a cut."""
+    labels, captions, velocities, straddles = [], [], [], []
     for k in range(n_clips):
-        idx = shot_index_of_frames(shots, np.arange(k * frames_per_clip, (k + 1) * frames_per_clip))
+        frames = np.arange(k * frames_per_clip, (k + 1) * frames_per_clip)
+        idx = shot_index_of_frames(shots, frames)
         counts = np.bincount(idx - idx.min())
-        major = shots[idx.min() + int(np.argmax(counts))]
+        major_i = idx.min() + int(np.argmax(counts))
+        major = shots[major_i]
+        seen = frames[idx == major_i]
+        centre = shot_state(major, seen[[0, -1]], fps)["centre"]
+        velocity = (centre[1] - centre[0]) / max((seen[-1] - seen[0]) / fps, 1e-6)
         labels.append(int(major.label))
-        captions.append(major.caption())
+        captions.append(major.caption(tuple(float(v) for v in velocity)))
+        velocities.append([round(float(v), 4) for v in velocity])
         straddles.append(bool(idx.min() != idx.max()))
-    return {"labels": labels, "captions": captions, "straddles_cut": straddles}
+    return {"labels": labels, "captions": captions, "velocity": velocities, "straddles_cut": straddles}

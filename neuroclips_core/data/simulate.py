@@ -5,7 +5,7 @@
     DATA/video_fmri_dataset/stimuli/{segK,testK}.mp4                      30 FPS (not for the fMRI-only 'full')
     DATA/video_fmri_dataset/subjectN/fmri/{seg}/cifti/{seg}_{r}_Atlas.dtseries.nii
     DATA/ground_truth/sim.json, classes.json
-    DATA/ground_truth/stimuli/{seg}.json                                  shots, per-clip labels and captions
+    DATA/ground_truth/stimuli/{seg}.json                                  shots; per clip: label, caption, velocity
     DATA/ground_truth/subjectN/responsive.npy  bool (59412,)              vertices the simulation drives
     DATA/ground_truth/subjectN/roles.npy, reliability.npy, prf.npy, noise_free/{seg}.npy
 
@@ -27,7 +27,7 @@ import numpy as np
 from . import layout, sim_brain, sim_stimuli
 from .layout import CLIPS_PER_RUN, FRAME_OFFSETS, RAW_FRAMES_PER_CLIP, STIMULUS_FPS, TRIM_RULES
 
-SIMULATOR_VERSION = "1.2.0"
+SIMULATOR_VERSION = "1.3.0"
 FEATURE_SIZE = 64          # resolution at which the brain model looks at frames
 
 
