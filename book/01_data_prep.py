@@ -163,7 +163,8 @@ if is_sim:
         chosen[st.voxel_indices] = True
         hits = int((chosen & truth).sum())
         return {"subject": subj, "selected": int(chosen.sum()), "truly responsive": int(truth.sum()),
-                "precision": hits / max(chosen.sum(), 1), "recall": hits / max(truth.sum(), 1)}
+                "precision": round(float(hits / max(chosen.sum(), 1)), 4),
+                "recall": round(float(hits / max(truth.sum(), 1)), 4)}
 
     print(selection_scores(store, cfg.subject))
 
