@@ -1,4 +1,4 @@
-"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release} ...`` (DESIGN.md §7)."""
+"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins} ...`` (DESIGN.md §7)."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     rel.add_argument("--voxel-indices", default=None,
                      help="optional .npy of the 59412-space indices of the release's voxels (not in the release)")
 
+    ts = sub.add_parser("train-standins", help="train (or resume) the sim profile's stand-in models and save them "
+                                               "into the package (seeded, logged, resumable)")
+    ts.add_argument("--roles", default=None,
+                    help="comma-separated roles (default: every role with a recipe), trained in dependency order")
+    ts.add_argument("--quick", action="store_true",
+                    help="a handful of steps per role (tests); writes to runs/standins-quick/ unless --out is given")
+    ts.add_argument("--out", default=None, help="output root, one folder per role (default: the shipped "
+                                                "neuroclips_core/zoo/standin_weights/)")
+    ts.add_argument("--work", default=None, help="checkpoints and logs (default: runs/standins/); rerunning the "
+                                                 "same command resumes from them")
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--steps", default=None, help="per-role step counts, e.g. vae=1500,frame_classifier=2500")
+    ts.add_argument("--max-minutes", type=float, default=None,
+                    help="stop a role (with a checkpoint) after this many minutes of training in this call; "
+                         "run the same command again to continue")
+    ts.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    ts.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
     args = parser.parse_args(argv)
     if args.command == "simulate":
         from .data.simulate import simulate_dataset
@@ -46,6 +64,22 @@ def main(argv: list[str] | None = None) -> int:
 
         import_release(args.release_dir, args.subject, args.out, frame_size=args.frame_size,
                        voxel_indices=args.voxel_indices, progress=True)
+    elif args.command == "train-standins":
+        import torch
+
+        from .zoo.standins import parse_steps, train_standins
+        from .zoo.train import RunOptions
+
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()      # per-file load/save bars would drown the training log
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        roles = [r.strip() for r in args.roles.split(",") if r.strip()] if args.roles else None
+        results = train_standins(roles, out=args.out, work=args.work, seed=args.seed, quick=args.quick,
+                                 steps=parse_steps(args.steps),
+                                 options=RunOptions(max_minutes=args.max_minutes, device=args.device))
+        return 0 if all(r.finished for r in results.values()) else 3
     return 0
 
 

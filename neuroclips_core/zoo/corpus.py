@@ -1,0 +1,148 @@
+"""The stand-ins' pretraining corpus: simulated shots disjoint from cc2017-sim's stimuli, rendered on the fly.
+
+As SD was never trained on cc2017, no stand-in ever sees a cc2017-sim stimulus.  cc2017-sim draws its shots
+from ``SeedSequence([seed, 0, segment_code])`` (and its brain, noise and checks from ``[seed, subject, ...]``
+and ``[seed, 7]``); the corpus draws from its own stream ``SeedSequence([seed, 0xC0FFEE, split, index])``,
+which none of them uses, so its shots are independent draws of the same world (same classes, renderer and
+motion statistics), never the same shots.
+
+- ``split`` is :data:`TRAIN` (0) or :data:`HELDOUT` (1): held-out evaluation sets come from another stream.
+- ``index`` numbers the batches, so batch ``index`` is a pure function of ``(seed, split, index)``: a training
+  loop that resumes at step ``k`` sees exactly the batches a straight run would (no data-loader state).
+
+Every item comes from its own 5-s shot (150 frames at 30 FPS) at a random moment, so a frame or a 2-s clip
+never straddles a cut and its class is unambiguous.  Frames are quantised to 8 bits, as stored frames are.
+Rendering costs ~0.2-0.5 ms per 64-px frame, small beside a training step.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..data.sim_stimuli import Shot, render_frames, render_shot_frames, sample_shots, shot_state, to_uint8
+
+CORPUS_STREAM = 0xC0FFEE          # the SeedSequence word that separates the corpus from cc2017-sim
+TRAIN, HELDOUT = 0, 1
+SPLITS = {"train": TRAIN, "heldout": HELDOUT}
+RAW_FPS = 30                      # the renderer's time base (cc2017's stimulus frame rate)
+SHOT_FRAMES = 150                 # one 5-s shot per item
+FRAME_SIZE = 64
+CLIP_FRAMES = 16                  # 2 s at 8 FPS: the clip length the video models generate and classify
+CLIP_FPS = 8
+
+
+class FrameBatch(NamedTuple):
+    """``images`` float32 (B, 3, S, S) in [0, 1]; ``labels`` int64 (B,) sim class ids; ``masks`` bool
+    (B, S, S), True on the object (None unless asked for)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor | None = None
+
+
+class ClipBatch(NamedTuple):
+    """``clips`` float32 (B, T, 3, S, S) in [0, 1] (T = 16 frames at 8 FPS); ``labels`` int64 (B,);
+    ``captions`` B strings (class, colour, motion actually seen, background); ``velocity`` float32 (B, 2),
+    the object's mean velocity over the clip in frame widths per second (x right, y down)."""
+
+    clips: torch.Tensor
+    labels: torch.Tensor
+    captions: list[str]
+    velocity: torch.Tensor
+
+
+def _split_code(split: str | int) -> int:
+    if isinstance(split, str):
+        if split not in SPLITS:
+            raise ValueError(f"unknown corpus split {split!r}; expected one of {sorted(SPLITS)}")
+        return SPLITS[split]
+    return int(split)
+
+
+def corpus_shots(seed: int, split: str | int, index: int, n: int) -> tuple[list[Shot], np.random.Generator]:
+    """``n`` independent 5-s shots of corpus batch ``index`` (shot k covers frames [150 k, 150 k + 150)), and
+    the batch's generator, positioned after them (for the moments sampled within the shots)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, CORPUS_STREAM, _split_code(split), index]))
+    shots = sample_shots(rng, n * SHOT_FRAMES, fps=RAW_FPS, shot_seconds=(SHOT_FRAMES / RAW_FPS,) * 2)
+    assert len(shots) == n, (len(shots), n)
+    return shots, rng
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(..., S, S, 3) float in [0, 1] -> (..., 3, S, S) float32, quantised to 8 bits."""
+    q = to_uint8(images)
+    return torch.from_numpy(np.moveaxis(q, -1, -3).astype(np.float32) / 255.0)
+
+
+def _zoomed(shot: Shot, frame: int, size: int, zoom: float, rng: np.random.Generator):
+    """One frame seen closer: rendered at ``zoom`` x ``size`` and cropped to ``size`` around the object (jittered
+    by up to a quarter frame), as a random-resized crop would.  Returns image (S, S, 3), mask (S, S)."""
+    big = int(round(size * zoom))
+    image, mask = render_shot_frames(shot, np.array([frame]), big, RAW_FPS)
+    centre = shot_state(shot, np.array([frame]), RAW_FPS)["centre"][0] * big
+    corner = np.clip(np.round(centre - size / 2 + rng.uniform(-0.25, 0.25, 2) * size), 0, big - size).astype(int)
+    x0, y0 = corner
+    return image[0, y0:y0 + size, x0:x0 + size], mask[0, y0:y0 + size, x0:x0 + size]
+
+
+def frame_batch(seed: int, index: int, batch: int, split: str | int = "train", size: int = FRAME_SIZE,
+                with_masks: bool = False, zoom: tuple[float, float] | None = None) -> FrameBatch:
+    """Corpus batch ``index``: ``batch`` frames, each from its own shot at a random moment.
+
+    ``zoom=(lo, hi)`` shows each frame closer by a factor drawn uniformly from [lo, hi] (see :func:`_zoomed`):
+    bigger objects and coarser texture, a stepping stone for a classifier that has not yet found the fine detail.
+    """
+    shots, rng = corpus_shots(seed, split, index, batch)
+    frames = np.array([s.start + int(rng.integers(SHOT_FRAMES)) for s in shots])
+    labels = torch.tensor([s.label for s in shots], dtype=torch.int64)
+    if zoom is not None:
+        factors = rng.uniform(zoom[0], zoom[1], batch)
+        images, masks = zip(*(_zoomed(s, f, size, z, rng) for s, f, z in zip(shots, frames, factors)))
+        return FrameBatch(_to_tensor(np.stack(images)), labels, torch.from_numpy(np.stack(masks)) if with_masks
+                          else None)
+    if with_masks:
+        images, masks, _ = render_frames(shots, frames, size, RAW_FPS, with_masks=True)
+        return FrameBatch(_to_tensor(images), labels, torch.from_numpy(masks))
+    return FrameBatch(_to_tensor(render_frames(shots, frames, size, RAW_FPS)), labels)
+
+
+def clip_offsets(n_frames: int = CLIP_FRAMES, fps: int = CLIP_FPS) -> np.ndarray:
+    """Raw 30 FPS frame offsets of a clip's ``n_frames`` at ``fps``: 0, 4, 8, 11, ..., 56 for 16 at 8 FPS."""
+    return np.round(np.arange(n_frames) * RAW_FPS / fps).astype(int)
+
+
+def clip_batch(seed: int, index: int, batch: int, split: str | int = "train", size: int = FRAME_SIZE,
+               n_frames: int = CLIP_FRAMES, fps: int = CLIP_FPS) -> ClipBatch:
+    """Corpus batch ``index``: ``batch`` clips of ``n_frames`` frames at ``fps``, each inside its own shot."""
+    shots, rng = corpus_shots(seed, split, index, batch)
+    offsets = clip_offsets(n_frames, fps)
+    span = int(offsets[-1]) + 1
+    starts = np.array([s.start + int(rng.integers(SHOT_FRAMES - span + 1)) for s in shots])
+    frames = (starts[:, None] + offsets[None]).ravel()
+    images = render_frames(shots, frames, size, RAW_FPS).reshape(batch, n_frames, size, size, 3)
+    captions, velocity = [], []
+    for shot, start in zip(shots, starts):
+        # the motion actually seen (objects bounce off the edges), as cc2017-sim's clip captions describe it
+        centre = shot_state(shot, np.array([start, start + offsets[-1]]), RAW_FPS)["centre"]
+        v = (centre[1] - centre[0]) / (offsets[-1] / RAW_FPS)
+        captions.append(shot.caption(tuple(float(x) for x in v)))
+        velocity.append(v)
+    return ClipBatch(_to_tensor(images), torch.tensor([s.label for s in shots], dtype=torch.int64), captions,
+                     torch.tensor(np.array(velocity), dtype=torch.float32))
+
+
+def heldout_frames(seed: int, n: int, size: int = FRAME_SIZE, chunk: int = 256,
+                   with_masks: bool = False) -> FrameBatch:
+    """The first ``n`` held-out frames (the same ones for every ``chunk``-aligned ``n``): (n, 3, S, S)."""
+    parts = [frame_batch(seed, k, min(chunk, n - a), "heldout", size, with_masks)
+             for k, a in enumerate(range(0, n, chunk))]
+    return FrameBatch(*(torch.cat(p) if p[0] is not None else None for p in zip(*parts)))
+
+
+def heldout_clips(seed: int, n: int, size: int = FRAME_SIZE, chunk: int = 64) -> ClipBatch:
+    """The first ``n`` held-out clips: (n, 16, 3, S, S), labels, captions, velocity."""
+    parts = [clip_batch(seed, k, min(chunk, n - a), "heldout", size) for k, a in enumerate(range(0, n, chunk))]
+    return ClipBatch(torch.cat([p.clips for p in parts]), torch.cat([p.labels for p in parts]),
+                     [c for p in parts for c in p.captions], torch.cat([p.velocity for p in parts]))
