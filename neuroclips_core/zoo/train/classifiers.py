@@ -41,10 +41,16 @@ class ClassifierConfig(TrainConfig):
     intermediate_size: int = 512
     noise_aug: float = 0.03     # per-image Gaussian pixel noise, sigma ~ U(0, noise_aug): robustness to
     #                             reconstructions, far too weak to make blurred frames classifiable
-    token_weight: float = 1.0   # weight of the token-labelling loss (frame classifier; 0: CLS loss only)
-    dct_init: bool = True       # start the patch embedding as a luminance DCT filter bank (frame classifier)
-    zoom: float = 1.0           # frames start up to this much closer (corpus zoom), annealed to 1 ...
-    zoom_until: float = 0.0     # ... by this fraction of the steps (0: never zoomed)
+
+
+@dataclass(frozen=True)
+class FrameClassifierConfig(ClassifierConfig):
+    """Plus the stepping stones that get a ViT off its plateau (see the module docstring)."""
+
+    token_weight: float = 1.0   # weight of the token-labelling loss (0: CLS loss only)
+    dct_init: bool = True       # start the patch embedding as a luminance DCT filter bank
+    zoom: float = 2.0           # frames start up to this much closer (corpus zoom), annealed to 1 ...
+    zoom_until: float = 0.5     # ... by this fraction of the steps (0: never zoomed)
 
 
 @dataclass(frozen=True)
@@ -161,15 +167,15 @@ class FrameClassifierRecipe(Recipe):
     """``ViTForImageClassification`` + ``ViTImageProcessor``: frames (B, 3, 64, 64) -> logits (B, 64)."""
 
     role = "frame_classifier"
-    config_class = ClassifierConfig
+    config_class = FrameClassifierConfig
 
     @staticmethod
-    def full_config() -> ClassifierConfig:
-        return ClassifierConfig(steps=2500, batch=64, lr=1e-3, warmup=150, eval_size=1024)
+    def full_config() -> FrameClassifierConfig:
+        return FrameClassifierConfig(steps=2500, batch=64, lr=1e-3, warmup=150, eval_size=1024)
 
     @staticmethod
-    def quick_config() -> ClassifierConfig:
-        return ClassifierConfig(steps=4, batch=16, lr=1e-3, warmup=2, eval_size=32)
+    def quick_config() -> FrameClassifierConfig:
+        return FrameClassifierConfig(steps=4, batch=16, lr=1e-3, warmup=2, eval_size=32)
 
     def build(self):
         from transformers import ViTConfig, ViTForImageClassification
