@@ -66,19 +66,22 @@ def main(argv: list[str] | None = None) -> int:
                        voxel_indices=args.voxel_indices, progress=True)
     elif args.command == "train-standins":
         import torch
+        from transformers.utils import logging as transformers_logging
 
         from .zoo.standins import parse_steps, train_standins
-        from .zoo.train import RunOptions
-
-        from transformers.utils import logging as transformers_logging
+        from .zoo.train import RunOptions, TrainError
 
         transformers_logging.disable_progress_bar()      # per-file load/save bars would drown the training log
         if args.threads:
             torch.set_num_threads(args.threads)
         roles = [r.strip() for r in args.roles.split(",") if r.strip()] if args.roles else None
-        results = train_standins(roles, out=args.out, work=args.work, seed=args.seed, quick=args.quick,
-                                 steps=parse_steps(args.steps),
-                                 options=RunOptions(max_minutes=args.max_minutes, device=args.device))
+        try:
+            results = train_standins(roles, out=args.out, work=args.work, seed=args.seed, quick=args.quick,
+                                     steps=parse_steps(args.steps),
+                                     options=RunOptions(max_minutes=args.max_minutes, device=args.device))
+        except (TrainError, ValueError) as e:     # a wrong option or a checkpoint of another run: no traceback
+            print(f"train-standins: error: {e}", file=sys.stderr)
+            return 2
         return 0 if all(r.finished for r in results.values()) else 3
     return 0
 

@@ -136,8 +136,13 @@ def test_vae_roundtrip(quick):
 def _frame_recipe(out: Path, **changes):
     import dataclasses
 
-    config = dataclasses.replace(FrameClassifierRecipe.quick_config(), steps=4, batch=4, eval_size=8, **changes)
+    config = dataclasses.replace(FrameClassifierRecipe.quick_config(),
+                                 **{"steps": 4, "batch": 4, "eval_size": 8, **changes})
     return FrameClassifierRecipe(config, 0, out)
+
+
+def _weights(work: Path) -> dict:
+    return torch.load(work / "checkpoint.pt", weights_only=False)["model"]
 
 
 def test_interrupted_run_resumes_to_the_straight_run(tmp_path):
@@ -151,12 +156,26 @@ def test_interrupted_run_resumes_to_the_straight_run(tmp_path):
     la, lb = read_log(tmp_path / "wa"), read_log(tmp_path / "wb")
     assert [r["step"] for r in lb] == [1, 2, 3, 4]
     assert [r["loss"] for r in la] == [r["loss"] for r in lb]
-    wa = torch.load(tmp_path / "wa" / "checkpoint.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "wb" / "checkpoint.pt", weights_only=False)["model"]
+    wa, wb = _weights(tmp_path / "wa"), _weights(tmp_path / "wb")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # a checkpoint is never resumed under another config
     with pytest.raises(TrainError, match=r"(?s)config.lr: checkpoint 0.001, now 0.0005.*delete"):
         train_role(_frame_recipe(tmp_path / "b", lr=5e-4), tmp_path / "b" / "fc", tmp_path / "wb", opts)
+
+
+def test_a_run_is_lengthened_exactly_before_its_decay(tmp_path):
+    opts = RunOptions(log_every=1, verbose=False)
+    train_role(_frame_recipe(tmp_path, steps=8), tmp_path / "a" / "fc", tmp_path / "wa", opts)
+    # 4 steps decay from step 3 (the last 20 %): stopped at step 2, the run can still become 8 steps long
+    train_role(_frame_recipe(tmp_path, steps=4), tmp_path / "b" / "fc", tmp_path / "wb",
+               RunOptions(log_every=1, verbose=False, max_steps=2))
+    longer = train_role(_frame_recipe(tmp_path, steps=8), tmp_path / "b" / "fc", tmp_path / "wb", opts)
+    assert longer.finished and longer.step == 8
+    wa, wb = _weights(tmp_path / "wa"), _weights(tmp_path / "wb")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # once decayed (finished), another step count is refused
+    with pytest.raises(TrainError, match=r"config.steps: checkpoint 8, now 12"):
+        train_role(_frame_recipe(tmp_path, steps=12), tmp_path / "b" / "fc", tmp_path / "wb", opts)
 
 
 # ------------------------------------------------------------------------------------------------ stamps, errors

@@ -14,7 +14,10 @@ held-out metrics and the library versions.  Stand-ins learn the simulated world 
                                              [--out DIR] [--work DIR] [--seed S] [--steps role=N,...]
 
 Training is seeded, logged and resumable (:mod:`.train.loop`): rerunning the same command after an interrupt
-continues from the last checkpoint in ``--work``.
+continues from the last checkpoint in ``--work`` (default ``runs/standins/<role>/``, with ``log.jsonl``); a run
+still before its final LR decay (the last 20 % of its steps) can be lengthened exactly by rerunning it with a
+larger ``--steps role=N``.  Roles train in dependency order: the video classifier starts from the frame
+classifier, and the VAE is judged by it (class still recognised on its reconstructions).
 """
 from __future__ import annotations
 

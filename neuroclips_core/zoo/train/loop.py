@@ -43,9 +43,11 @@ class TrainError(RuntimeError):
 class TrainConfig:
     """What defines a training run: stamped into ``stamp.json``; a checkpoint resumes only under the same one.
 
-    Role recipes subclass it with their model sizes.  ``steps`` fixes the LR schedule (linear warmup over
-    ``warmup`` steps, cosine down to ``min_lr`` x ``lr``), so a run is stopped early with
-    :attr:`RunOptions.max_steps`, never by lowering ``steps``.
+    Role recipes subclass it with their model sizes.  The LR schedule is warmup-stable-decay: linear warmup
+    over ``warmup`` steps, constant, then a cosine down to ``min_lr`` x ``lr`` over the last ``decay`` fraction
+    of ``steps``.  So a run that proves too short can be lengthened: while it has not reached its decay phase,
+    rerunning with a larger ``steps`` resumes it exactly as a straight run of the larger count would have gone
+    (the other fields must stay the same).  Stop a run early with :attr:`RunOptions.max_steps`.
     """
 
     steps: int
@@ -54,6 +56,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup: int = 100
     min_lr: float = 0.05
+    decay: float = 0.2           # fraction of ``steps`` spent in the final cosine decay
     grad_clip: float = 1.0
     bf16: bool = False           # bf16 autocast of the forward pass (fp32 master weights): no faster than fp32
     #                              for these small models on a 2-core AVX512-BF16 CPU; worth trying on a GPU
@@ -152,12 +155,21 @@ def export_copy(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
         diffusers_logging.set_verbosity(level)
 
 
+def decay_start(config: TrainConfig | dict) -> int:
+    """The first step of the final decay (of a config or its dict); before it the schedule ignores ``steps``."""
+    c = config if isinstance(config, dict) else dataclasses.asdict(config)
+    return max(c["warmup"], int(round(c["steps"] * (1 - c["decay"]))))
+
+
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """Linear warmup to 1 over ``warmup`` steps, then cosine down to ``min_lr`` at ``steps``."""
+    """Linear warmup to 1 over ``warmup`` steps, 1 until :func:`decay_start`, then cosine to ``min_lr``."""
     if step < config.warmup:
         return (step + 1) / config.warmup
-    t = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return config.min_lr + (1 - config.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    start = decay_start(config)
+    if step < start:
+        return 1.0
+    t = min(1.0, (step - start) / max(1, config.steps - start))
+    return config.min_lr + (1 - config.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -244,6 +256,8 @@ def _resume(ckpt_path: Path, identity: dict, model, opt, sched, work: Path, role
         return _State()
     ckpt = torch.load(ckpt_path, map_location=next(model.parameters()).device, weights_only=False)
     diff = _differences(ckpt["identity"], identity)
+    if diff == [_steps_difference(ckpt, identity)] and _can_extend(ckpt, identity):
+        diff = []      # a longer (or shorter) run that has not started decaying: same schedule so far
     if diff:
         raise TrainError(
             f"{role}: {ckpt_path} was made by a different run ({'; '.join(diff)}), so it cannot be resumed.\n"
@@ -253,6 +267,16 @@ def _resume(ckpt_path: Path, identity: dict, model, opt, sched, work: Path, role
     sched.load_state_dict(ckpt["scheduler"])
     _set_rng_states(ckpt["rng"])
     return _State(ckpt["step"], ckpt["elapsed"], ckpt["window"])
+
+
+def _steps_difference(ckpt: dict, identity: dict) -> str:
+    a, b = ckpt["identity"]["config"]["steps"], identity["config"]["steps"]
+    return f"config.steps: checkpoint {a!r}, now {b!r}"
+
+
+def _can_extend(ckpt: dict, identity: dict) -> bool:
+    """Whether the checkpoint's step lies before the decay of both its own and the new step count."""
+    return ckpt["step"] <= min(decay_start(ckpt["identity"]["config"]), decay_start(identity["config"]))
 
 
 def _save_checkpoint(path: Path, identity: dict, model, opt, sched, state: _State) -> None:
@@ -338,7 +362,8 @@ def train_role(recipe: Recipe, folder: str | os.PathLike, work: str | os.PathLik
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     state = _resume(ckpt_path, identity, model, opt, sched, work, role)
     if state.step:
-        _say(options, f"{role}: resuming at step {state.step}/{cfg.steps} ({state.elapsed / 60:.1f} min so far)")
+        _say(options, f"{role}: resuming at step {state.step}/{cfg.steps} ({state.elapsed / 60:.1f} min so far; "
+                      f"decay from step {decay_start(cfg)})")
     log = _Log(work / "log.jsonl", state.step)
 
     start_step, t_call = state.step, time.monotonic()

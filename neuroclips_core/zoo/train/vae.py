@@ -81,7 +81,7 @@ class VaeRecipe(Recipe):
 
     @staticmethod
     def full_config() -> VaeConfig:
-        return VaeConfig(steps=1500, batch=16, lr=5e-4, warmup=100, weight_decay=0.0, eval_size=512)
+        return VaeConfig(steps=3000, batch=16, lr=5e-4, warmup=100, weight_decay=0.0, eval_size=512)
 
     @staticmethod
     def quick_config() -> VaeConfig:
@@ -95,8 +95,8 @@ class VaeRecipe(Recipe):
         with _seeded(self.seed):
             return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
                                  up_block_types=("UpDecoderBlock2D",) * n,
-                                 block_out_channels=tuple(c.block_out_channels), layers_per_block=c.layers_per_block, latent_channels=c.latent_channels,
-                                 norm_num_groups=c.norm_num_groups, sample_size=IMAGE_SIZE)
+                                 block_out_channels=tuple(c.block_out_channels), layers_per_block=c.layers_per_block,
+                                 latent_channels=c.latent_channels, norm_num_groups=c.norm_num_groups, sample_size=IMAGE_SIZE)
 
     def loss(self, model, step, generator):
         c = self.config
