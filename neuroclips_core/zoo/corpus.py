@@ -116,21 +116,62 @@ def clip_offsets(n_frames: int = CLIP_FRAMES, fps: int = CLIP_FPS) -> np.ndarray
 def clip_batch(seed: int, index: int, batch: int, split: str | int = "train", size: int = FRAME_SIZE,
                n_frames: int = CLIP_FRAMES, fps: int = CLIP_FPS) -> ClipBatch:
     """Corpus batch ``index``: ``batch`` clips of ``n_frames`` frames at ``fps``, each inside its own shot."""
+    shots, starts, offsets = _clip_starts(seed, split, index, batch, n_frames, fps)
+    frames = (starts[:, None] + offsets[None]).ravel()
+    images = render_frames(shots, frames, size, RAW_FPS).reshape(batch, n_frames, size, size, 3)
+    captions, velocity = _clip_captions(shots, starts, offsets)
+    return ClipBatch(_to_tensor(images), torch.tensor([s.label for s in shots], dtype=torch.int64), captions,
+                     velocity)
+
+
+def _clip_starts(seed: int, split: str | int, index: int, batch: int, n_frames: int, fps: int):
+    """The shots of batch ``index``, each clip's first raw frame (B,) and the clip's raw frame offsets."""
     shots, rng = corpus_shots(seed, split, index, batch)
     offsets = clip_offsets(n_frames, fps)
     span = int(offsets[-1]) + 1
     starts = np.array([s.start + int(rng.integers(SHOT_FRAMES - span + 1)) for s in shots])
-    frames = (starts[:, None] + offsets[None]).ravel()
-    images = render_frames(shots, frames, size, RAW_FPS).reshape(batch, n_frames, size, size, 3)
+    return shots, starts, offsets
+
+
+def _clip_captions(shots: list[Shot], starts: np.ndarray, offsets: np.ndarray) -> tuple[list[str], torch.Tensor]:
+    """Each clip's caption and mean velocity (B, 2), from the motion actually seen over the clip (objects bounce
+    off the edges), as cc2017-sim's clip captions describe it."""
     captions, velocity = [], []
     for shot, start in zip(shots, starts):
-        # the motion actually seen (objects bounce off the edges), as cc2017-sim's clip captions describe it
         centre = shot_state(shot, np.array([start, start + offsets[-1]]), RAW_FPS)["centre"]
         v = (centre[1] - centre[0]) / (offsets[-1] / RAW_FPS)
         captions.append(shot.caption(tuple(float(x) for x in v)))
         velocity.append(v)
-    return ClipBatch(_to_tensor(images), torch.tensor([s.label for s in shots], dtype=torch.int64), captions,
-                     torch.tensor(np.array(velocity), dtype=torch.float32))
+    return captions, torch.tensor(np.array(velocity), dtype=torch.float32)
+
+
+class KeyframeBatch(NamedTuple):
+    """``images`` float32 (B, 3, S, S) in [0, 1]: the first frame (keyframe) of each clip; ``labels`` int64 (B,);
+    ``captions`` the clip's caption (B strings, the motion over the clip's 2 s included); ``velocity`` (B, 2)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    captions: list[str]
+    velocity: torch.Tensor
+
+
+def keyframe_batch(seed: int, index: int, batch: int, split: str | int = "train", size: int = FRAME_SIZE,
+                   n_frames: int = CLIP_FRAMES, fps: int = CLIP_FPS) -> KeyframeBatch:
+    """Corpus batch ``index`` as (keyframe, caption) pairs: the clips of :func:`clip_batch` (same shots, same
+    starts, same captions) but only their first frame rendered, for the image-text models (CLIP, captioner,
+    unCLIP), at 1/16 of the rendering cost."""
+    shots, starts, offsets = _clip_starts(seed, split, index, batch, n_frames, fps)
+    images = render_frames(shots, starts, size, RAW_FPS)
+    captions, velocity = _clip_captions(shots, starts, offsets)
+    return KeyframeBatch(_to_tensor(images), torch.tensor([s.label for s in shots], dtype=torch.int64), captions,
+                         velocity)
+
+
+def heldout_keyframes(seed: int, n: int, size: int = FRAME_SIZE, chunk: int = 256) -> KeyframeBatch:
+    """The first ``n`` held-out (keyframe, caption) pairs: (n, 3, S, S), labels, captions, velocity."""
+    parts = [keyframe_batch(seed, k, min(chunk, n - a), "heldout", size) for k, a in enumerate(range(0, n, chunk))]
+    return KeyframeBatch(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
+                         [c for p in parts for c in p.captions], torch.cat([p.velocity for p in parts]))
 
 
 def heldout_frames(seed: int, n: int, size: int = FRAME_SIZE, chunk: int = 256,

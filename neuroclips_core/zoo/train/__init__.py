@@ -14,6 +14,12 @@ from .classifiers import FrameClassifierRecipe, VideoClassifierRecipe
 from .loop import Recipe, RunOptions, TrainConfig, TrainError, TrainResult, read_log, train_role
 from .vae import VaeRecipe
 
-RECIPES: dict[str, type[Recipe]] = {r.role: r for r in (FrameClassifierRecipe, VideoClassifierRecipe, VaeRecipe)}
+# training order: a recipe may start from, or be judged by, the roles listed before it
+_ORDER: list[type[Recipe]] = [
+    FrameClassifierRecipe,
+    VideoClassifierRecipe,
+    VaeRecipe,
+]
+RECIPES: dict[str, type[Recipe]] = {r.role: r for r in _ORDER}
 
 __all__ = ["RECIPES", "Recipe", "RunOptions", "TrainConfig", "TrainError", "TrainResult", "read_log", "train_role"]

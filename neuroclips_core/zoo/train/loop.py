@@ -6,7 +6,7 @@ model).  :func:`train_role` runs it::
 
     WORK/<role>/checkpoint.pt   model + optimizer + LR schedule + step + RNG states + elapsed time
     WORK/<role>/log.jsonl       one line every ``log_every`` steps: mean loss (and its parts), lr, grad norm
-    OUT/<role>/                 save_role's layout (the shipped folder) + stamp.json
+    OUT/<role>/                 save_role's layout (the shipped folder) + stamp.json + training_log.jsonl
 
 Why it resumes exactly: batch ``k`` is a pure function of ``(seed, k)`` (:mod:`..corpus`), every random draw of
 step ``k`` comes from a generator seeded by ``(seed, role, k)``, and the checkpoint restores the optimizer and
@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ import torch
 
 from ...data.simulate import SIMULATOR_VERSION
 from ..loaders import load_role, save_role
+
+
+TRAINING_LOG = "training_log.jsonl"     # copy of WORK/<role>/log.jsonl in the saved role folder
 
 
 class TrainError(RuntimeError):
@@ -128,6 +132,11 @@ class Recipe:
         """Parameters kept out of weight decay: biases, norms, embeddings and tokens (any tensor under 2-D)."""
         return param.ndim < 2 or "embedding" in name or "token" in name
 
+    def lr_scale(self, name: str, param: torch.nn.Parameter) -> float:
+        """A parameter's learning rate relative to ``config.lr`` (e.g. lower for a part started from a trained
+        model); the schedule multiplies every group alike."""
+        return 1.0
+
 
 def role_code(role: str) -> int:
     return zlib.crc32(role.encode())
@@ -173,13 +182,16 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def _optimizer(recipe: Recipe, model: torch.nn.Module) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    """AdamW with one parameter group per (weight decay or not, LR scale), in a fixed order (so a checkpoint's
+    optimizer state lines up with the groups of a resumed run)."""
+    groups: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if recipe.no_decay(name, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": recipe.config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=recipe.config.lr, betas=(0.9, 0.99))
+            groups.setdefault((recipe.no_decay(name, p), float(recipe.lr_scale(name, p))), []).append(p)
+    cfg = recipe.config
+    return torch.optim.AdamW([{"params": params, "weight_decay": 0.0 if nd else cfg.weight_decay,
+                               "lr": cfg.lr * scale} for (nd, scale), params in sorted(groups.items())],
+                             lr=cfg.lr, betas=(0.9, 0.99))
 
 
 def config_dict(config: TrainConfig) -> dict:
@@ -320,6 +332,9 @@ def _finish(recipe: Recipe, model, folder: Path, work: Path, identity: dict, sta
 
     model.eval()
     save_role(recipe.role, recipe.export(model), folder, overwrite=True)
+    # the loss curve travels with the weights (a few hundred short lines), so the book can draw it anywhere
+    if (work / "log.jsonl").is_file():
+        shutil.copyfile(work / "log.jsonl", folder / TRAINING_LOG)
     t_eval = time.monotonic()
     # judged as users get it: read back through the same loader as real weights, in float32
     metrics = recipe.evaluate(load_role(recipe.role, folder, device=options.device, dtype=torch.float32))
