@@ -1,4 +1,5 @@
-"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins} ...`` (DESIGN.md §7)."""
+"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins,standins} ...``
+(DESIGN.md §7)."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     ts.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     ts.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
+    rep = sub.add_parser("standins", help="the stand-ins' stamps: training time, size, and each held-out metric "
+                                          "beside its baseline and the issue's target")
+    rep.add_argument("--root", default=None, help="stand-in root (default: the shipped weights)")
+
     args = parser.parse_args(argv)
     if args.command == "simulate":
         from .data.simulate import simulate_dataset
@@ -83,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"train-standins: error: {e}", file=sys.stderr)
             return 2
         return 0 if all(r.finished for r in results.values()) else 3
+    elif args.command == "standins":
+        import pandas as pd
+
+        from .zoo.targets import stamp_summary, targets_table
+
+        with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.precision", 3):
+            summary, table = stamp_summary(args.root), targets_table(args.root)
+            print(summary.to_string(index=False) if len(summary) else "no trained stand-in found", end="\n\n")
+            print(table.to_string(index=False))
+        return 0 if table["met"].all() else 4
     return 0
 
 

@@ -91,6 +91,20 @@ def _inline_figures() -> None:
         shell.run_line_magic("matplotlib", "inline")
 
 
+def _quiet_library_progress() -> None:
+    """No per-file "Loading weights" bars from transformers/diffusers in chapter outputs (our own tqdm bars stay).
+
+    Only for libraries the chapter has already imported (its imports cell comes first), so a chapter that does
+    not use them does not pay their import time.
+    """
+    import importlib
+    import sys
+
+    for name in ("transformers", "diffusers"):
+        if name in sys.modules:
+            importlib.import_module(f"{name}.utils.logging").disable_progress_bar()
+
+
 def chapter_config(*, verbose: bool = True, **params) -> RunConfig:
     """:func:`~neuroclips_core.config.make_config` plus the chapter set-up every chapter wants.
 
@@ -105,6 +119,7 @@ def chapter_config(*, verbose: bool = True, **params) -> RunConfig:
 
     _inline_figures()
     mpl.rcParams.update(MPL_DEFAULTS)
+    _quiet_library_progress()
     device = cfg.torch_device()
     if not torch.cuda.is_available():
         torch.set_num_threads(2)

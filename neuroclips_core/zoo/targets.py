@@ -29,6 +29,12 @@ TARGETS: tuple[Target, ...] = (
     Target("vae", "psnr", 24.0, "VAE reconstruction PSNR (dB)"),
     Target("vae", "classifier_top1_reconstructed", 0.8, "frame classifier still right on VAE reconstructions",
            "classifier_top1_original"),
+    Target("clip", "i2t_top1", 0.5, "CLIP image-to-caption top-1 in batches of 100 held-out pairs",
+           "class_only_ceiling"),
+    Target("captioner", "class_accuracy", 0.8, "captions of held-out keyframes name the right class",
+           "class_baseline"),
+    Target("unclip", "classifier_top1_generated", 0.5,
+           "images generated from true clip tokens are classified correctly", "chance"),
 )
 
 

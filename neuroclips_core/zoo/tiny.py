@@ -156,7 +156,7 @@ def tiny_unclip(seed: int = 0) -> UnClip:
     return UnClip(unet, load_scheduler(CONFIG_DIR))
 
 
-def _train_bpe(corpus: list[str], vocab_size: int):
+def train_bpe(corpus: list[str], vocab_size: int):
     """A byte-level BPE (GPT-2/OPT style) trained on ``corpus``: any text encodes, common words are one token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -185,7 +185,7 @@ def tiny_captioner(seed: int = 0, corpus: list[str] | None = None, num_query_tok
     from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,
                               Blip2VisionConfig, BlipImageProcessor, OPTConfig)
 
-    tok = _train_bpe(list(corpus or DEFAULT_CAPTION_CORPUS) * 4, vocab_size=400)
+    tok = train_bpe(list(corpus or DEFAULT_CAPTION_CORPUS) * 4, vocab_size=400)
     processor = Blip2Processor(image_processor=BlipImageProcessor(size={"height": TINY_IMAGE, "width": TINY_IMAGE}),
                                tokenizer=tok, num_query_tokens=num_query_tokens)
     vocab = len(tok)           # after the processor added <image>

@@ -10,16 +10,25 @@ the roles before it (the video classifier starts from the frame classifier, the 
 """
 from __future__ import annotations
 
+from .captioner import CaptionerRecipe
 from .classifiers import FrameClassifierRecipe, VideoClassifierRecipe
-from .loop import Recipe, RunOptions, TrainConfig, TrainError, TrainResult, read_log, train_role
+from .clip import ClipRecipe
+from .loop import TRAINING_LOG, Recipe, RunOptions, TrainConfig, TrainError, TrainResult, read_log, train_role
+from .unclip import UnclipRecipe
 from .vae import VaeRecipe
+from .video import SparseCtrlRecipe, T2vRecipe
 
 # training order: a recipe may start from, or be judged by, the roles listed before it
 _ORDER: list[type[Recipe]] = [
     FrameClassifierRecipe,
     VideoClassifierRecipe,
     VaeRecipe,
+    ClipRecipe,
+    CaptionerRecipe,
+    UnclipRecipe,
+    T2vRecipe,
+    SparseCtrlRecipe,
 ]
 RECIPES: dict[str, type[Recipe]] = {r.role: r for r in _ORDER}
 
-__all__ = ["RECIPES", "Recipe", "RunOptions", "TrainConfig", "TrainError", "TrainResult", "read_log", "train_role"]
+__all__ = ["RECIPES", "TRAINING_LOG", "Recipe", "RunOptions", "TrainConfig", "TrainError", "TrainResult", "read_log", "train_role"]
