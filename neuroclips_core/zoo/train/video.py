@@ -1,0 +1,581 @@
+"""The video stand-ins: a text-to-video AnimateDiff (``t2v``) and its RGB SparseCtrl (``sparsectrl``).
+
+NeuroClips generates its videos with AnimateDiff v3 (SD 1.5's UNet inflated with motion modules, CLIP text
+encoder) steered by an RGB SparseCtrl that holds the decoded keyframe at frame 0.  The stand-ins are the same
+diffusers classes in small, trained here on corpus clips (16 frames at 8 FPS, 64 px) in the VAE stand-in's
+latent space, (B, 4, 16, 16, 16) scaled latents (:mod:`.diffusion`'s ``encode_scaled``, posterior samples).
+
+**t2v** (:class:`T2vRecipe`): ``UNetMotionModel.from_unet2d(UNet2DConditionModel, MotionAdapter)``, as AnimateDiff
+is assembled, trained jointly with a ``CLIPTextModel`` (width 64, the real 49408-token CLIP BPE tokenizer) on the
+clips' captions, which name the class, colour, direction of motion and background.
+
+- UNet (:func:`t2v_unet_config`): three levels at 16 x 16, 8 x 8 and 4 x 4 latent pixels with 32, 64 and 128
+  channels, one resnet per level (two on the way up), cross-attention at the two coarser levels and the mid
+  block, a motion module (temporal self-attention x 2, AnimateDiff's "Temporal_Self" pair) after every resnet
+  of every level, none in the mid block (v3), heads of 32 channels.  The finest level has no spatial attention:
+  self-attention over 256 positions x 16 frames cost the most per step in a probe (as for the unCLIP
+  stand-in), and 8 x 8 attention already places the object anywhere in the frame.  With 64 channels at the
+  finest level a step cost 1.6-2x as much for 1.6x the parameters; the budget buys more steps instead.
+- **Image phase first** (``keyframe_steps``): the first steps train on single keyframes (``num_frames=1``, the
+  motion modules see sequences of one frame and act as per-pixel layers) with ``keyframe_batch`` items, then
+  clips.  What a 16-frame clip teaches about appearance is mostly one frame's worth (its frames show one
+  object on one background), so the image phase sees 16x the scenes per unit of compute; it is AnimateDiff's
+  order too (an image model first, motion modules trained on top).  Measured, see :data:`T2V_PHASE_PROBE`.
+- Caption dropout (``caption_dropout`` 10 %): the caption is replaced by the empty one, the unconditional
+  branch diffusers' AnimateDiff pipelines use when no negative prompt is given.
+- **Schedule**: trained and sampled under AnimateDiff's own noise schedule, the DDIM settings of the official
+  inference config (:func:`animatediff_scheduler`: "linear" betas 0.00085 .. 0.012, ``steps_offset`` 1; AnimateDiff
+  trains its motion modules under the same linear betas, unlike SD's "scaled_linear"), so NeuroClips' alpha
+  guidance (blurry latents noised to t = 961) means for the stand-in what it means for the real model.
+
+**sparsectrl** (:class:`SparseCtrlRecipe`): ``SparseControlNetModel`` in the RGB layout
+(:data:`~neuroclips_core.zoo.loaders.SPARSECTRL_RGB`: the keyframe's VAE latent, 4 channels, plus a mask channel,
+through the simplified, zero-initialised condition embedding), with the t2v UNet's channels, heads and
+cross-attention width, started from the trained t2v UNet (:func:`init_controlnet_from_unet`: input convolution,
+time embedding, down blocks and mid block where names match, as a ControlNet starts from its UNet) and trained
+with the t2v model frozen, as SparseCtrl was.  Condition: the latent of the clip's frame 0 at frame 0, mask 1
+there and 0 elsewhere (NeuroClips' use: the keyframe on frame 0), the caption as text (dropped 10 % of the time
+too, since classifier-free guidance runs SparseCtrl on both branches).  diffusers' ``SparseControlNetModel``
+zeroes its noisy input (the official ``set_noisy_sample_input_to_zero``): it sees the condition, the timestep and
+the text only.
+
+**Sampling** (:func:`generate_videos`): DDIM with classifier-free guidance, batched; it gives what diffusers'
+``AnimateDiffPipeline`` / ``AnimateDiffSparseControlNetPipeline`` give with the same parts and starting noise
+(tested), which take one keyframe per call.
+
+**Evaluation.**  t2v: videos generated from held-out captions (DDIM 25 steps, CFG 7.5); the object's measured
+direction of motion (:mod:`neuroclips_core.zoo.motion`) against the caption's true velocity.  sparsectrl (+ t2v):
+videos from (held-out keyframe at frame 0, caption): frame 0's SSIM to its keyframe beside its SSIM to an
+unrelated keyframe (issue target: >= 0.15 above), direction agreement on clips that move (target >= 0.6), and
+later frames' SSIM to the true clip beside that of the keyframe frozen in place.
+
+Speed (2 contended CPU threads of which this run had 1, ~1.7x slower than 2 uncontended threads): see
+:data:`T2V_SPEED` and :data:`SPARSECTRL_SPEED`.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...data.sim_stimuli import N_CLASSES
+from .. import corpus
+from ..loaders import SPARSECTRL_RGB, load_role
+from ..motion import motion_direction_agreement
+from ..tiny import CLIP_BOS, CLIP_EOS, CLIP_VOCAB_SIZE, _seeded, clip_tokenizer
+from .classifiers import _sha256, predict_frames
+from .diffusion import decode_scaled, drop_condition, encode_scaled, noised
+from .loop import Recipe, TrainConfig, TrainError, export_copy
+from .vae import ssim
+
+IMAGE_SIZE = corpus.FRAME_SIZE
+NUM_FRAMES = corpus.CLIP_FRAMES
+FPS = corpus.CLIP_FPS
+CONTEXT = 77                                             # CLIP's text context
+VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"      # what AutoencoderKL.save_pretrained writes
+T2V_WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors")
+
+#: the official AnimateDiff v3 inference scheduler (neuroclips-official-code.md §6.1)
+ANIMATEDIFF_DDIM = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+                        steps_offset=1, clip_sample=False)
+
+
+def animatediff_scheduler():
+    """``DDIMScheduler`` with AnimateDiff's settings: the schedule the t2v stand-in is trained and sampled under."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**ANIMATEDIFF_DDIM)
+
+
+# ------------------------------------------------------------------------------------------------ configs
+@dataclass(frozen=True)
+class VideoDiffusionConfig(TrainConfig):
+    """What both video recipes share: caption dropout and the sampling settings of the evaluation."""
+
+    caption_dropout: float = 0.1      # caption -> "" (the unconditional branch of classifier-free guidance)
+    eval_steps: int = 25              # DDIM steps of an evaluation generation (NeuroClips: 25)
+    guidance_scale: float = 7.5
+    eval_batch: int = 8               # clips generated together
+
+
+@dataclass(frozen=True)
+class T2vConfig(VideoDiffusionConfig):
+    block_out_channels: tuple = (32, 64, 128)      # latent levels 16, 8, 4 px
+    cross_attention: tuple = (False, True, True)   # which levels cross-attend to the text (the mid block does)
+    layers_per_block: int = 1
+    head_channels: int = 32                        # spatial and temporal attention heads of this many channels
+    norm_num_groups: int = 16
+    text_width: int = 64                           # CLIPTextModel hidden size = UNet cross-attention width
+    text_layers: int = 3
+    text_heads: int = 2
+    text_intermediate: int = 256
+    keyframe_steps: int = 0                        # the first steps train on single keyframes (num_frames=1) ...
+    keyframe_batch: int = 32                       # ... this many a step; then ``batch`` clips a step
+
+
+@dataclass(frozen=True)
+class SparseCtrlConfig(VideoDiffusionConfig):
+    init_from_t2v: bool = True
+
+
+# ------------------------------------------------------------------------------------------------ models
+def t2v_unet_config(c: T2vConfig) -> dict:
+    """``UNet2DConditionModel(**t2v_unet_config(c))``: the image UNet AnimateDiff inflates."""
+    if len(c.cross_attention) != len(c.block_out_channels):
+        raise ValueError(f"t2v: cross_attention {c.cross_attention} needs one flag per level of "
+                         f"block_out_channels {c.block_out_channels}")
+    down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in c.cross_attention]
+    up = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(c.cross_attention)]
+    # diffusers' ``attention_head_dim`` is, for this class, the number of heads (its historical misnomer)
+    heads = [max(1, ch // c.head_channels) for ch in c.block_out_channels]
+    return dict(sample_size=IMAGE_SIZE // 4, in_channels=4, out_channels=4, down_block_types=down,
+                up_block_types=up, block_out_channels=list(c.block_out_channels), layers_per_block=c.layers_per_block,
+                attention_head_dim=heads, cross_attention_dim=c.text_width, use_linear_projection=True,
+                norm_num_groups=c.norm_num_groups)
+
+
+def motion_adapter_config(c: T2vConfig) -> dict:
+    """``MotionAdapter(**motion_adapter_config(c))``: AnimateDiff v3's layout (no mid-block motion module)."""
+    return dict(block_out_channels=list(c.block_out_channels), motion_layers_per_block=c.layers_per_block,
+                motion_num_attention_heads=[max(1, ch // c.head_channels) for ch in c.block_out_channels],
+                motion_norm_num_groups=c.norm_num_groups, motion_max_seq_length=32, use_motion_mid_block=False)
+
+
+def text_encoder_config(c: T2vConfig):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=CLIP_VOCAB_SIZE, hidden_size=c.text_width, intermediate_size=c.text_intermediate,
+                          num_attention_heads=c.text_heads, num_hidden_layers=c.text_layers,
+                          max_position_embeddings=CONTEXT, bos_token_id=CLIP_BOS, eos_token_id=CLIP_EOS,
+                          pad_token_id=CLIP_EOS)
+
+
+def sparsectrl_config(unet) -> dict:
+    """``SparseControlNetModel(**sparsectrl_config(unet))``: the RGB SparseCtrl matching a ``UNetMotionModel``
+    (same channels, resnets, heads, cross-attention width and motion heads), built from its config rather than
+    by ``SparseControlNetModel.from_unet``, which cannot set the RGB options and mutates the UNet's config."""
+    u = unet.config
+    down = ["CrossAttnDownBlockMotion" if "CrossAttn" in t else "DownBlockMotion" for t in u.down_block_types]
+    return dict(in_channels=u.in_channels, down_block_types=down, block_out_channels=list(u.block_out_channels),
+                layers_per_block=u.layers_per_block, norm_num_groups=u.norm_num_groups,
+                cross_attention_dim=u.cross_attention_dim, num_attention_heads=list(u.num_attention_heads),
+                # diffusers' historical misnomer: attention_head_dim is the head count where num_attention_heads
+                # is not given; keep both equal so no code path reads another number
+                attention_head_dim=list(u.num_attention_heads), use_linear_projection=u.use_linear_projection,
+                motion_num_attention_heads=list(u.motion_num_attention_heads),
+                motion_max_seq_length=u.motion_max_seq_length, **SPARSECTRL_RGB)
+
+
+@torch.no_grad()
+def init_controlnet_from_unet(controlnet, unet) -> list[str]:
+    """Copy a ``UNetMotionModel``'s weights into a ``SparseControlNetModel`` wherever names and shapes match (in
+    place); returns the copied names.
+
+    What a ControlNet starts from: the UNet's input convolution, time embedding, down blocks (resnets, spatial
+    transformers, motion modules, downsamplers) and mid block.  The control-specific parts keep their init: the
+    condition embedding and the ``controlnet_*`` output convolutions (all zero, so the fresh ControlNet adds
+    nothing to the UNet).  SparseCtrl's motion modules hold one temporal self-attention where AnimateDiff's hold
+    two (diffusers' ``temporal_double_self_attention``); the UNet's second one (``attn2``, ``norm2``) has no
+    counterpart and is left out.
+
+    Raises:
+        TrainError: a tensor of the ControlNet's shared parts has no same-named, same-shaped UNet tensor (the
+        two were not built to match: use :func:`sparsectrl_config`).
+    """
+    source = unet.state_dict()
+    target = controlnet.state_dict()
+    shared = [k for k in target if k.split(".")[0] in ("conv_in", "time_embedding", "down_blocks", "mid_block")]
+    unmatched = [k for k in shared if k not in source or source[k].shape != target[k].shape]
+    if unmatched:
+        raise TrainError(f"sparsectrl: cannot start from the t2v UNet: {len(unmatched)} ControlNet tensor(s) have "
+                         f"no same-named, same-shaped UNet tensor (e.g. {', '.join(unmatched[:3])}); build the "
+                         f"ControlNet with sparsectrl_config(unet).")
+    controlnet.load_state_dict({k: source[k].to(target[k].dtype) for k in shared}, strict=False)
+    return shared
+
+
+# ------------------------------------------------------------------------------------------------ text and sampling
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids (B, 77), padded and truncated as diffusers' pipelines do (``padding="max_length"``)."""
+    return tokenizer(list(captions), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+@torch.no_grad()
+def encode_captions(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+    """The UNet's text condition (B, 77, C): the text encoder's last hidden states, as the pipelines take them."""
+    ids = tokenize(tokenizer, captions).to(text_encoder.device)
+    return text_encoder(ids).last_hidden_state
+
+
+def per_frame(text: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(B, 77, C) -> (B * F, 77, C): what ``UNetMotionModel`` and ``SparseControlNetModel`` take (ecosystem.md)."""
+    return text.repeat_interleave(num_frames, dim=0)
+
+
+def video_latents(vae, clips: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clips (B, F, 3, S, S) in [0, 1] -> scaled latents (B, 4, F, S/4, S/4) (posterior samples with a generator)."""
+    b, f = clips.shape[:2]
+    z = encode_scaled(vae, clips.flatten(0, 1), generator)                    # (B * F, 4, h, w)
+    return z.unflatten(0, (b, f)).transpose(1, 2).float()
+
+
+def keyframe_condition(latent0: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseCtrl's condition: a keyframe latent (B, 4, h, w) placed at frame 0 of (B, 4, F, h, w) zeros, and the
+    mask (B, 1, F, h, w), 1 at frame 0 (as ``AnimateDiffSparseControlNetPipeline`` builds them)."""
+    b, c, h, w = latent0.shape
+    cond = latent0.new_zeros(b, c, num_frames, h, w)
+    mask = latent0.new_zeros(b, 1, num_frames, h, w)
+    cond[:, :, 0] = latent0
+    mask[:, :, 0] = 1
+    return cond, mask
+
+
+class VideoParts(NamedTuple):
+    """What generation needs: the t2v parts (``load_role("t2v")``), the VAE, optionally the SparseCtrl."""
+
+    t2v: dict
+    vae: torch.nn.Module
+    controlnet: torch.nn.Module | None = None
+
+
+@torch.no_grad()
+def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor | None = None,
+                   latents: torch.Tensor | None = None, steps: int = 25, guidance_scale: float = 7.5,
+                   generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES) -> torch.Tensor:
+    """DDIM with classifier-free guidance (the empty caption as the unconditional branch): final latents
+    (B, 4, F, h, w).
+
+    Args:
+        parts: t2v parts, VAE and (for keyframe conditioning) the SparseCtrl.
+        captions: B prompts.
+        keyframes: (B, 3, S, S) in [0, 1], held at frame 0 through the SparseCtrl (needs ``parts.controlnet``).
+        latents: starting noise (B, 4, F, h, w); drawn from ``generator`` when None.
+        steps, guidance_scale: DDIM steps (on a private copy of the t2v scheduler) and CFG scale.
+    """
+    unet, text_encoder, tokenizer = parts.t2v["unet"], parts.t2v["text_encoder"], parts.t2v["tokenizer"]
+    scheduler = type(parts.t2v["scheduler"]).from_config(parts.t2v["scheduler"].config)
+    device, dtype = unet.device, unet.dtype
+    b, size = len(captions), unet.config.sample_size
+    if latents is None:
+        latents = torch.randn((b, unet.config.in_channels, num_frames, size, size), generator=generator)
+        latents = latents * scheduler.init_noise_sigma
+    latents = latents.to(device, dtype)
+    num_frames = latents.shape[2]
+    text = torch.cat([encode_captions(text_encoder, tokenizer, [""] * b),
+                      encode_captions(text_encoder, tokenizer, captions)]).to(dtype)
+    text = per_frame(text, num_frames)
+    control = None
+    if keyframes is not None:
+        if parts.controlnet is None:
+            raise ValueError("keyframes given but no SparseCtrl (parts.controlnet) to hold them")
+        cond, mask = keyframe_condition(encode_scaled(parts.vae, keyframes).to(device, dtype), num_frames)
+        control = dict(controlnet_cond=torch.cat([cond] * 2), conditioning_mask=torch.cat([mask] * 2))
+    scheduler.set_timesteps(steps, device=device)
+    for t in scheduler.timesteps:
+        x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        residuals = {}
+        if control is not None:
+            down, mid = parts.controlnet(x, t, encoder_hidden_states=text, return_dict=False, **control)
+            residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        eps_uncond, eps_text = unet(x, t, encoder_hidden_states=text, **residuals).sample.chunk(2)
+        eps = eps_uncond + guidance_scale * (eps_text - eps_uncond)
+        latents = scheduler.step(eps, t, latents).prev_sample
+    return latents
+
+
+def clip_noise(seed: int, index: int, shape: tuple) -> torch.Tensor:
+    """The starting noise of clip ``index`` of a generation seeded ``seed`` (independent of batching)."""
+    state = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    return torch.randn(shape, generator=torch.Generator().manual_seed(state))
+
+
+@torch.no_grad()
+def generate_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor | None = None,
+                    steps: int = 25, guidance_scale: float = 7.5, seed: int = 0, batch: int = 8) -> torch.Tensor:
+    """Videos (B, F, 3, S, S) in [0, 1] from captions (and keyframes (B, 3, S, S) held at frame 0), ``batch``
+    clips at a time, clip ``i`` starting from :func:`clip_noise` ``(seed, i)``."""
+    unet = parts.t2v["unet"]
+    shape = (unet.config.in_channels, NUM_FRAMES, unet.config.sample_size, unet.config.sample_size)
+    out = []
+    for a in range(0, len(captions), batch):
+        z = min(a + batch, len(captions))
+        noise = torch.stack([clip_noise(seed, i, shape) for i in range(a, z)])
+        latents = denoise_videos(parts, captions[a:z], None if keyframes is None else keyframes[a:z],
+                                 latents=noise, steps=steps, guidance_scale=guidance_scale)
+        frames = decode_scaled(parts.vae, latents.transpose(1, 2).flatten(0, 1)).cpu()     # (b * F, 3, S, S)
+        out.append(frames.unflatten(0, (z - a, NUM_FRAMES)))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: list[str], seed: int = 0,
+                           with_keyframe: bool = False, batch: int = 8) -> float:
+    """Mean squared error of the predicted noise on clips (N, F, 3, S, S), timesteps spread evenly over the
+    schedule (clip ``i`` at ``t = 999 i / (N - 1)``), noise from ``seed``: a sampling-free quality measure.
+
+    ``with_keyframe`` gives the UNet the SparseCtrl's residuals for each clip's own frame 0.
+    """
+    unet, scheduler = parts.t2v["unet"], parts.t2v["scheduler"]
+    n = len(clips)
+    timesteps = torch.linspace(0, scheduler.config.num_train_timesteps - 1, n).round().long()
+    g = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    for a in range(0, n, batch):
+        x0 = video_latents(parts.vae, clips[a:a + batch]).to(unet.device, unet.dtype)
+        noise = torch.randn(x0.shape, generator=g).to(x0)
+        t = timesteps[a:a + batch].to(unet.device)
+        x_t = scheduler.add_noise(x0, noise, t)
+        text = per_frame(encode_captions(parts.t2v["text_encoder"], parts.t2v["tokenizer"], captions[a:a + batch]),
+                         x0.shape[2]).to(unet.dtype)
+        residuals = {}
+        if with_keyframe:
+            cond, mask = keyframe_condition(x0[:, :, 0], x0.shape[2])
+            down, mid = parts.controlnet(x_t, t, encoder_hidden_states=text, controlnet_cond=cond,
+                                         conditioning_mask=mask, return_dict=False)
+            residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+        pred = unet(x_t, t, encoder_hidden_states=text, **residuals).sample
+        total += float(F.mse_loss(pred.float(), noise.float(), reduction="sum"))
+        count += pred.numel()
+    return total / count
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+class _VideoRecipe(Recipe):
+    """What both video recipes share: the frozen VAE (held on the recipe, not trained, not checkpointed)."""
+
+    needs: tuple[str, ...] = ("vae",)
+
+    def _folder(self, role: str) -> Path:
+        return self.out / role
+
+    def _weights(self) -> dict[str, list[Path]]:
+        files = {"vae": [self._folder("vae") / VAE_WEIGHTS], "t2v": [self._folder("t2v") / f for f in T2V_WEIGHTS]}
+        return {role: files[role] for role in self.needs}
+
+    def provenance(self) -> dict:
+        """The sha256 of the weights this run works with (a resumed run must use the same ones)."""
+        out = {}
+        for role, paths in self._weights().items():
+            for path in paths:
+                key = f"{role}_sha256" if len(paths) == 1 else f"{role}_{path.parent.name}_sha256"
+                out[key] = _sha256(path) if path.is_file() else None
+        return out
+
+    def _require(self) -> None:
+        missing = [role for role, paths in self._weights().items() if not all(p.is_file() for p in paths)]
+        if missing:
+            order = ",".join([*self.needs, self.role])
+            raise TrainError(
+                f"{self.role} works with the trained {' and '.join(missing)} stand-in(s), expected in "
+                f"{' and '.join(str(self._folder(r)) for r in missing)}, which hold none. Train them first, in "
+                f"this order: python -m neuroclips_core train-standins --roles {order} (with the same --out).")
+
+    @functools.cached_property
+    def vae(self):
+        self._require()
+        vae = load_role("vae", self._folder("vae"), device=self.device, dtype=torch.float32)
+        return vae.requires_grad_(False)
+
+    @functools.cached_property
+    def scheduler(self):
+        return animatediff_scheduler()
+
+    def _heldout(self):
+        return corpus.heldout_clips(self.seed, self.config.eval_size, IMAGE_SIZE, chunk=max(1, self.config.eval_size))
+
+    def _generate(self, parts: VideoParts, captions, keyframes=None) -> torch.Tensor:
+        c = self.config
+        return generate_videos(parts, captions, keyframes, steps=c.eval_steps, guidance_scale=c.guidance_scale,
+                               seed=self.seed, batch=c.eval_batch)
+
+
+class TextToVideo(torch.nn.Module):
+    """The trained pair: ``unet`` (UNetMotionModel) and ``text_encoder`` (CLIPTextModel)."""
+
+    def __init__(self, unet, text_encoder):
+        super().__init__()
+        self.unet, self.text_encoder = unet, text_encoder
+
+
+class T2vRecipe(_VideoRecipe):
+    """AnimateDiff in small: ``UNetMotionModel`` (latents (B, 4, 16, 16, 16), text (B * 16, 77, 64)) +
+    ``CLIPTextModel`` + CLIP BPE tokenizer + AnimateDiff's DDIM scheduler."""
+
+    role = "t2v"
+    config_class = T2vConfig
+    needs = ("vae",)
+
+    @staticmethod
+    def full_config() -> T2vConfig:
+        return T2vConfig(steps=1400, batch=2, lr=5e-4, warmup=100, weight_decay=0.01, keyframe_steps=600,
+                         keyframe_batch=32, eval_size=48)
+
+    @staticmethod
+    def quick_config() -> T2vConfig:
+        return T2vConfig(steps=4, batch=1, lr=5e-4, warmup=2, weight_decay=0.01, keyframe_steps=2, keyframe_batch=4,
+                         eval_size=2, eval_steps=2, eval_batch=2)
+
+    @functools.cached_property
+    def tokenizer(self):
+        return clip_tokenizer(CONTEXT)
+
+    @functools.cached_property
+    def null_ids(self) -> torch.Tensor:
+        return tokenize(self.tokenizer, [""])[0]
+
+    def build(self):
+        from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+        from diffusers.utils import logging as diffusers_logging
+        from transformers import CLIPTextModel
+
+        self._require()
+        c = self.config
+        with _seeded(self.seed):
+            unet2d = UNet2DConditionModel(**t2v_unet_config(c))
+            adapter = MotionAdapter(**motion_adapter_config(c))
+            text_encoder = CLIPTextModel(text_encoder_config(c))
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()      # from_unet2d's harmless fp32-modules warning (ecosystem.md)
+        try:
+            unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+        finally:
+            diffusers_logging.set_verbosity(level)
+        return TextToVideo(unet, text_encoder)
+
+    def loss(self, model, step, generator):
+        c = self.config
+        if step < c.keyframe_steps:      # image phase: keyframes as one-frame clips
+            b = corpus.keyframe_batch(self.seed, step, c.keyframe_batch, "train", IMAGE_SIZE)
+            pixels, captions = b.images[:, None], b.captions
+        else:
+            b = corpus.clip_batch(self.seed, step, c.batch, "train", IMAGE_SIZE)
+            pixels, captions = b.clips, b.captions
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            x0 = video_latents(self.vae, pixels, generator).to(device)
+        ids = drop_condition(tokenize(self.tokenizer, captions), self.null_ids, c.caption_dropout, generator)
+        text = model.text_encoder(ids.to(device)).last_hidden_state
+        x_t, t, target = noised(self.scheduler, x0, generator)
+        pred = model.unet(x_t, t, encoder_hidden_states=per_frame(text, x0.shape[2])).sample
+        return F.mse_loss(pred.float(), target.float()), {"frames": float(x0.shape[2])}
+
+    def export(self, model):
+        dtype = self.config.save_dtype
+        return dict(unet=export_copy(model.unet, dtype), text_encoder=export_copy(model.text_encoder, dtype),
+                    tokenizer=self.tokenizer, scheduler=animatediff_scheduler())
+
+    def evaluate(self, loaded) -> dict:
+        h = self._heldout()
+        parts = VideoParts(loaded, self.vae)
+        videos = self._generate(parts, h.captions)
+        metrics = {"heldout_loss": heldout_denoising_loss(parts, h.clips, h.captions, self.seed,
+                                                          batch=self.config.eval_batch)}
+        metrics.update({f"direction_{k}": v for k, v in motion_direction_agreement(videos, h.velocity).items()})
+        metrics["direction_chance"] = 0.5
+        metrics.update(_classifier_top1(self.out, videos, h.labels))
+        metrics["n_eval"] = len(h.captions)
+        return metrics
+
+
+class SparseCtrlRecipe(_VideoRecipe):
+    """RGB ``SparseControlNetModel``: keyframe latent at frame 0 (B, 4, 16, 16, 16) + mask (B, 1, 16, 16, 16),
+    text (B * 16, 77, 64) -> residuals for the frozen t2v UNet."""
+
+    role = "sparsectrl"
+    config_class = SparseCtrlConfig
+    needs = ("vae", "t2v")
+
+    @staticmethod
+    def full_config() -> SparseCtrlConfig:
+        return SparseCtrlConfig(steps=400, batch=2, lr=3e-4, warmup=50, weight_decay=0.01, eval_size=48)
+
+    @staticmethod
+    def quick_config() -> SparseCtrlConfig:
+        return SparseCtrlConfig(steps=3, batch=1, lr=3e-4, warmup=2, weight_decay=0.01, eval_size=2, eval_steps=2,
+                                eval_batch=2)
+
+    @functools.cached_property
+    def t2v(self) -> dict:
+        """The trained t2v parts, float32, frozen."""
+        self._require()
+        parts = load_role("t2v", self._folder("t2v"), device=self.device, dtype=torch.float32)
+        for name in ("unet", "text_encoder"):
+            parts[name].requires_grad_(False)
+        return parts
+
+    @functools.cached_property
+    def null_ids(self) -> torch.Tensor:
+        return tokenize(self.t2v["tokenizer"], [""])[0]
+
+    def build(self):
+        from diffusers import SparseControlNetModel
+
+        unet = self.t2v["unet"]
+        with _seeded(self.seed):
+            controlnet = SparseControlNetModel(**sparsectrl_config(unet))
+        if self.config.init_from_t2v:
+            init_controlnet_from_unet(controlnet, unet)
+        return controlnet
+
+    def loss(self, model, step, generator):
+        c = self.config
+        unet, text_encoder = self.t2v["unet"], self.t2v["text_encoder"]
+        b = corpus.clip_batch(self.seed, step, c.batch, "train", IMAGE_SIZE)
+        device = model.device
+        with torch.no_grad():
+            x0 = video_latents(self.vae, b.clips, generator).to(device)
+        ids = drop_condition(tokenize(self.t2v["tokenizer"], b.captions), self.null_ids, c.caption_dropout, generator)
+        with torch.no_grad():
+            text = per_frame(text_encoder(ids.to(device)).last_hidden_state, x0.shape[2])
+        cond, mask = keyframe_condition(x0[:, :, 0], x0.shape[2])
+        x_t, t, target = noised(self.scheduler, x0, generator)
+        down, mid = model(x_t, t, encoder_hidden_states=text, controlnet_cond=cond, conditioning_mask=mask,
+                          return_dict=False)
+        pred = unet(x_t, t, encoder_hidden_states=text, down_block_additional_residuals=down,
+                    mid_block_additional_residual=mid).sample
+        return F.mse_loss(pred.float(), target.float()), {}
+
+    def export(self, model):
+        return export_copy(model, self.config.save_dtype)
+
+    def evaluate(self, loaded) -> dict:
+        h = self._heldout()
+        keyframes = h.clips[:, 0]
+        parts = VideoParts(self.t2v, self.vae, loaded)
+        loss = functools.partial(heldout_denoising_loss, parts, h.clips, h.captions, self.seed,
+                                 batch=self.config.eval_batch)
+        # the noise prediction with the keyframe's residuals beside the t2v UNet's alone: what SparseCtrl adds
+        metrics = {"heldout_loss": loss(with_keyframe=True), "heldout_loss_t2v_alone": loss(with_keyframe=False)}
+        videos = self._generate(parts, h.captions, keyframes)
+        metrics.update({"ssim_frame0": float(ssim(videos[:, 0], keyframes).mean()),
+                   # another held-out keyframe: what frame 0 scores by chance
+                   "ssim_frame0_unrelated": float(ssim(videos[:, 0], keyframes.roll(1, 0)).mean())})
+        metrics["ssim_frame0_margin"] = metrics["ssim_frame0"] - metrics["ssim_frame0_unrelated"]
+        later, truth = videos[:, 1:].flatten(0, 1), h.clips[:, 1:].flatten(0, 1)
+        frozen = keyframes[:, None].expand_as(h.clips[:, 1:]).flatten(0, 1)
+        metrics["ssim_later"] = float(ssim(later, truth).mean())
+        # the keyframe held still for the whole clip: what later frames score without any motion
+        metrics["ssim_later_frozen_keyframe"] = float(ssim(frozen, truth).mean())
+        metrics.update({f"direction_{k}": v for k, v in motion_direction_agreement(videos, h.velocity).items()})
+        metrics["direction_chance"] = 0.5
+        metrics.update(_classifier_top1(self.out, videos, h.labels))
+        metrics["n_eval"] = len(h.captions)
+        return metrics
+
+
+def _classifier_top1(out: Path, videos: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Frame-classifier top-1 of every generated frame against its clip's class (None without a classifier)."""
+    folder = out / "frame_classifier"
+    if not (folder / "config.json").is_file():
+        return {"classifier_top1_frames": None}
+    classifier = load_role("frame_classifier", folder, dtype=torch.float32)
+    frames = videos.flatten(0, 1)
+    pred = predict_frames(classifier, frames).view(videos.shape[:2])
+    return {"classifier_top1_frames": float((pred == labels[:, None]).float().mean()),
+            "classifier_chance": 1 / N_CLASSES}

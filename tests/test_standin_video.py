@@ -1,0 +1,244 @@
+"""The video stand-ins (t2v = AnimateDiff, sparsectrl = RGB SparseCtrl) and the motion measurement that judges them.
+
+Quick mode trains each role for a few steps with the shipped architecture, so these tests check the machinery
+(round trips, shapes, the SparseCtrl's start from the t2v UNet, agreement with diffusers' AnimateDiff pipelines,
+determinism, errors); :mod:`neuroclips_core.zoo.motion` is checked on ground-truth corpus clips.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from neuroclips_core.zoo import corpus, motion
+from neuroclips_core.zoo.loaders import SPARSECTRL_RGB
+from neuroclips_core.zoo.standins import load_standin, train_standins
+from neuroclips_core.zoo.train import RunOptions, TrainError, read_log
+from neuroclips_core.zoo.train.loop import step_generator
+from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, denoise_videos,
+                                             init_controlnet_from_unet, keyframe_condition, per_frame,
+                                             sparsectrl_config)
+
+QUIET = RunOptions(verbose=False)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """vae, t2v and sparsectrl trained in quick mode into a temporary output root."""
+    root = tmp_path_factory.mktemp("video_standins")
+    results = train_standins(["vae", "t2v", "sparsectrl"], quick=True, out=root / "weights", work=root / "work",
+                             options=QUIET)
+    return root, results
+
+
+def _parts(root) -> VideoParts:
+    weights = root / "weights"
+    return VideoParts(load_standin("t2v", root=weights), load_standin("vae", root=weights),
+                      load_standin("sparsectrl", root=weights))
+
+
+# ------------------------------------------------------------------------------------------------ motion
+def test_motion_direction_is_right_on_ground_truth_clips():
+    h = corpus.heldout_clips(0, 128)
+    r = motion.motion_direction_agreement(h.clips, h.velocity, min_speed=motion.DEFAULT_MIN_SPEED)
+    assert r["n_moving"] >= 80                       # most corpus clips move
+    assert r["agreement"] >= 0.9 and r["mean_cosine"] > 0.85
+    assert 0.8 < r["speed_ratio"] < 1.25
+    # played backwards, the same clips move the other way; a frozen frame does not move at all
+    assert motion.motion_direction_agreement(h.clips.flip(1), h.velocity)["agreement"] <= 0.1
+    frozen = motion.motion_direction_agreement(h.clips[:, :1].expand_as(h.clips), h.velocity)
+    assert frozen["agreement"] == 0 and frozen["mean_cosine"] == 0
+
+
+def test_object_trajectory_follows_a_drawn_square():
+    t, size = 8, 64
+    clip = torch.zeros(t, 3, size, size)
+    gy, gx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    clip[:] = torch.stack([0.3 + 0.2 * gx, 0.4 - 0.1 * gy, 0.5 + 0.0 * gx])   # a smooth background gradient
+    for k in range(t):                                   # a 12-px square moving 2 px right, 1 px down per frame
+        x0, y0 = 10 + 2 * k, 20 + k
+        clip[k, :, y0:y0 + 12, x0:x0 + 12] = torch.tensor([1.0, 0.9, 0.1])[:, None, None]
+    track = motion.object_trajectory(clip)
+    expected = torch.tensor([[(10 + 2 * k + 6) / size, (20 + k + 6) / size] for k in range(t)])
+    torch.testing.assert_close(track, expected, atol=0.01, rtol=0)
+    v = motion.clip_velocity(track, fps=8)
+    torch.testing.assert_close(v, torch.tensor([2 * 8 / size, 8 / size]), atol=0.01, rtol=0)
+    with pytest.raises(ValueError, match=r"\(T, 3, S, S\)"):
+        motion.object_trajectory(clip[None])
+
+
+# ------------------------------------------------------------------------------------------------ quick training
+def test_t2v_roundtrip_and_forward(quick):
+    root, results = quick
+    parts = load_standin("t2v", root=root / "weights")
+    unet, text_encoder, tokenizer, scheduler = (parts[k] for k in ("unet", "text_encoder", "tokenizer", "scheduler"))
+    assert type(unet).__name__ == "UNetMotionModel" and unet.dtype == torch.float32 and not unet.training
+    assert tokenizer.model_max_length == 77 and len(tokenizer) == 49408
+    assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]    # real CLIP BPE
+    assert type(scheduler).__name__ == "DDIMScheduler" and scheduler.config.beta_schedule == "linear"
+    assert scheduler.config.steps_offset == 1 and not scheduler.config.clip_sample
+    assert text_encoder.config.hidden_size == unet.config.cross_attention_dim
+    from safetensors import safe_open
+
+    with safe_open(str(root / "weights" / "t2v" / "unet" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16                 # shipped in half
+    ids = tokenizer(["a red striped disk moving left over a blue background"] * 2, padding="max_length",
+                    max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        text = text_encoder(ids).last_hidden_state
+        assert text.shape == (2, 77, unet.config.cross_attention_dim)
+        x = torch.randn(2, 4, corpus.CLIP_FRAMES, 16, 16)
+        out = unet(x, torch.tensor([10, 500]), encoder_hidden_states=per_frame(text, corpus.CLIP_FRAMES)).sample
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    # both phases ran: 2 image-phase steps on single keyframes, then 2 on 16-frame clips
+    log = read_log(root / "work" / "t2v")
+    assert log[-1]["step"] == 4 and log[-1]["frames"] == pytest.approx((1 + 1 + 16 + 16) / 4)
+    m = results["t2v"].metrics
+    assert {"heldout_loss", "direction_agreement", "direction_mean_cosine", "direction_n_moving",
+            "classifier_top1_frames", "n_eval"} <= set(m)
+    assert 0 < m["heldout_loss"] < 10 and -1 <= m["direction_mean_cosine"] <= 1 and m["n_eval"] == 2
+    assert np.isnan(m["direction_agreement"]) or 0 <= m["direction_agreement"] <= 1
+
+
+def test_sparsectrl_roundtrip_and_metrics(quick):
+    root, results = quick
+    parts = _parts(root)
+    controlnet, unet = parts.controlnet, parts.t2v["unet"]
+    assert {k: controlnet.config[k] for k in SPARSECTRL_RGB} == SPARSECTRL_RGB
+    assert controlnet.dtype == torch.float32 and tuple(controlnet.config.block_out_channels) == tuple(
+        unet.config.block_out_channels)
+    b, f = 1, corpus.CLIP_FRAMES
+    cond, mask = keyframe_condition(torch.randn(b, 4, 16, 16), f)
+    assert cond.shape == (b, 4, f, 16, 16) and mask.shape == (b, 1, f, 16, 16)
+    assert mask[:, :, 0].eq(1).all() and mask[:, :, 1:].eq(0).all() and cond[:, :, 1:].eq(0).all()
+    text = torch.randn(b * f, 77, unet.config.cross_attention_dim)
+    x = torch.randn(b, 4, f, 16, 16)
+    with torch.no_grad():
+        down, mid = controlnet(x, 300, encoder_hidden_states=text, controlnet_cond=cond, conditioning_mask=mask,
+                               return_dict=False)
+        out = unet(x, 300, encoder_hidden_states=text, down_block_additional_residuals=down,
+                   mid_block_additional_residual=mid).sample
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    m = results["sparsectrl"].metrics
+    for key in ("ssim_frame0", "ssim_frame0_unrelated", "ssim_later", "ssim_later_frozen_keyframe"):
+        assert -1 <= m[key] <= 1
+    assert m["ssim_frame0_margin"] == pytest.approx(m["ssim_frame0"] - m["ssim_frame0_unrelated"])
+    assert 0 < m["heldout_loss"] < 10 and 0 < m["heldout_loss_t2v_alone"] < 10
+    assert {"direction_agreement", "direction_n_moving", "n_eval"} <= set(m)
+    provenance = json.loads((root / "weights" / "sparsectrl" / "stamp.json").read_text())["provenance"]
+    assert all(len(provenance[k]) == 64 for k in ("vae_sha256", "t2v_unet_sha256", "t2v_text_encoder_sha256"))
+
+
+def test_sampler_matches_diffusers_animatediff_pipelines(quick, monkeypatch):
+    """denoise_videos gives exactly what AnimateDiffPipeline / AnimateDiffSparseControlNetPipeline give."""
+    from diffusers import AnimateDiffPipeline, AnimateDiffSparseControlNetPipeline
+    from diffusers.pipelines.animatediff import pipeline_animatediff_sparsectrl
+    from PIL import Image
+
+    root, _ = quick
+    parts = _parts(root)
+    with torch.no_grad():      # the quick SparseCtrl's output convolutions are still ~zero: make its effect visible
+        for p in parts.controlnet.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    t2v = parts.t2v
+    h = corpus.heldout_clips(0, 2)
+    noise = torch.randn(2, 4, corpus.CLIP_FRAMES, 16, 16, generator=torch.Generator().manual_seed(0))
+    common = dict(num_frames=corpus.CLIP_FRAMES, height=64, width=64, num_inference_steps=3, guidance_scale=7.5,
+                  output_type="latent")
+    pipe = AnimateDiffPipeline(vae=parts.vae, text_encoder=t2v["text_encoder"], tokenizer=t2v["tokenizer"],
+                               unet=t2v["unet"], motion_adapter=None, scheduler=t2v["scheduler"])
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe(prompt=h.captions, latents=noise.clone(), **common).frames
+    torch.testing.assert_close(denoise_videos(parts, h.captions, latents=noise.clone(), steps=3), ref)
+
+    # the SparseCtrl pipeline encodes its conditioning frame with a posterior sample; the sampler takes the mean
+    monkeypatch.setattr(pipeline_animatediff_sparsectrl, "retrieve_latents",
+                        lambda out, generator=None, sample_mode="sample": out.latent_dist.mode())
+    pipe = AnimateDiffSparseControlNetPipeline(vae=parts.vae, text_encoder=t2v["text_encoder"],
+                                               tokenizer=t2v["tokenizer"], unet=t2v["unet"], motion_adapter=None,
+                                               controlnet=parts.controlnet, scheduler=t2v["scheduler"])
+    pipe.set_progress_bar_config(disable=True)
+    keyframe = h.clips[:1, 0]
+    image = Image.fromarray(np.round(keyframe[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    ref = pipe(prompt=h.captions[:1], latents=noise[:1].clone(), conditioning_frames=[image],
+               controlnet_frame_indices=[0], **common).frames
+    mine = denoise_videos(parts, h.captions[:1], keyframes=keyframe, latents=noise[:1].clone(), steps=3)
+    torch.testing.assert_close(mine, ref)
+    alone = denoise_videos(parts._replace(controlnet=None), h.captions[:1], latents=noise[:1].clone(), steps=3)
+    assert (alone - mine).abs().max() > 1e-3          # the keyframe did change the result
+
+
+# ------------------------------------------------------------------------------------------------ SparseCtrl init
+def test_controlnet_starts_from_the_unet(tmp_path):
+    from diffusers import SparseControlNetModel
+
+    recipe = T2vRecipe(T2vRecipe.quick_config(), 0, tmp_path)
+    recipe._require = lambda: None                    # build() needs no VAE for this test
+    unet = recipe.build().unet.eval()
+    with torch.no_grad():                             # a trained-looking UNet: no zero/one-initialised tensors
+        for p in unet.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    controlnet = SparseControlNetModel(**sparsectrl_config(unet)).eval()
+    copied = init_controlnet_from_unet(controlnet, unet)
+    source, target = unet.state_dict(), controlnet.state_dict()
+    assert copied and all(torch.equal(target[k], source[k]) for k in copied)
+    assert any(k.startswith("down_blocks.0.motion_modules") for k in copied)
+    assert any(k.startswith("mid_block.attentions") for k in copied)
+    # everything but the control-specific parts is copied; those stay zero (the fresh ControlNet adds nothing)
+    rest = [k for k in target if k not in copied]
+    assert rest and all(k.startswith("controlnet_") for k in rest)
+    assert all(target[k].abs().max() == 0 for k in rest)
+
+    # the copied down blocks compute what the UNet's do, once the UNet's second temporal attention (which
+    # SparseCtrl's motion modules do not have) is switched off
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if ".attn2.to_out." in name and "motion_modules" in name:
+                p.zero_()
+        b, f = 1, 4
+        x = torch.randn(b * f, controlnet.config.block_out_channels[0], 16, 16)
+        emb = torch.randn(b * f, controlnet.time_embedding.linear_2.out_features)
+        text = torch.randn(b * f, 77, unet.config.cross_attention_dim)
+        hu, hc = x, x
+        for ub, cb in zip(unet.down_blocks, controlnet.down_blocks):
+            kwargs = dict(encoder_hidden_states=text) if getattr(ub, "has_cross_attention", False) else {}
+            hu, _ = ub(hidden_states=hu, temb=emb, num_frames=f, **kwargs)
+            hc, _ = cb(hidden_states=hc, temb=emb, num_frames=f, **kwargs)
+        torch.testing.assert_close(hc, hu)
+
+    wider = SparseControlNetModel(**{**sparsectrl_config(unet), "block_out_channels": [64, 64, 128]})
+    with pytest.raises(TrainError, match="sparsectrl_config"):
+        init_controlnet_from_unet(wider, unet)
+
+
+# ------------------------------------------------------------------------------------------------ errors, determinism
+def test_missing_dependencies_name_the_command(tmp_path):
+    with pytest.raises(TrainError, match=r"--roles vae,t2v\b"):
+        T2vRecipe(T2vRecipe.quick_config(), 0, tmp_path).build()
+    with pytest.raises(TrainError, match=r"--roles vae,t2v,sparsectrl"):
+        SparseCtrlRecipe(SparseCtrlRecipe.quick_config(), 0, tmp_path).build()
+
+
+def test_same_seed_same_loss(quick):
+    root, _ = quick
+    out = root / "weights"
+    config = dataclasses.replace(T2vRecipe.quick_config(), keyframe_steps=1)
+    losses = []
+    for _ in range(2):
+        recipe = T2vRecipe(config, 0, out)
+        model = recipe.build()
+        losses.append([float(recipe.loss(model, k, step_generator(0, "t2v", k))[0].detach()) for k in (0, 2)])
+    assert losses[0] == losses[1]
+    other = T2vRecipe(config, 1, out)
+    assert float(other.loss(other.build(), 2, step_generator(1, "t2v", 2))[0].detach()) != losses[0][1]
+
+    recipe = SparseCtrlRecipe(SparseCtrlRecipe.quick_config(), 0, out)
+    a = float(recipe.loss(recipe.build(), 1, step_generator(0, "sparsectrl", 1))[0].detach())
+    recipe = SparseCtrlRecipe(SparseCtrlRecipe.quick_config(), 0, out)
+    assert float(recipe.loss(recipe.build(), 1, step_generator(0, "sparsectrl", 1))[0].detach()) == a
