@@ -172,8 +172,8 @@ def test_quick_clip_metrics_and_provenance(quick):
     assert m["chance_class"] == 1 / N_CLASSES and 1 < m["logit_scale"] <= 100
     stamp = json.loads((root / "weights" / "clip" / STAMP_FILE).read_text())
     weights = root / "weights" / "frame_classifier" / "model.safetensors"
-    assert stamp["provenance"] == {"init_from": "frame_classifier",
-                                   "init_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    expected = hashlib.sha256(b"model.safetensors" + weights.read_bytes()).hexdigest()
+    assert stamp["provenance"] == {"frame_classifier_sha256": expected}
     assert stamp["metrics"] == m
 
 

@@ -88,18 +88,19 @@ def test_quick_unclip_metrics_and_provenance(quick):
     weights = {"vae": root / "weights" / "vae" / "diffusion_pytorch_model.safetensors",
                "clip": root / "weights" / "clip" / "open_clip_model.safetensors"}
     for role, path in weights.items():
-        assert stamp["provenance"][f"{role}_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = hashlib.sha256(path.name.encode() + path.read_bytes()).hexdigest()
+        assert stamp["provenance"][f"{role}_sha256"] == expected
     assert stamp["config"]["kind"] == "UnclipConfig"
 
 
 def test_unclip_needs_the_vae_and_clip(tmp_path, quick):
     import shutil
 
-    with pytest.raises(TrainError, match=r"(?s)no trained vae / clip.*--roles vae,clip,unclip"):
+    with pytest.raises(TrainError, match=r"(?s)needs the trained vae, clip.*--roles vae,clip,unclip"):
         UnclipRecipe(UnclipRecipe.quick_config(), 0, tmp_path).build()
     root, _ = quick
     shutil.copytree(root / "weights" / "vae", tmp_path / "vae")
-    with pytest.raises(TrainError, match=r"(?s)holds no trained clip\b.*--roles vae,clip,unclip"):
+    with pytest.raises(TrainError, match=r"(?s)needs the trained clip\b.*holds none.*--roles vae,clip,unclip"):
         UnclipRecipe(UnclipRecipe.quick_config(), 0, tmp_path).build()
 
 

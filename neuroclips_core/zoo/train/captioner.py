@@ -47,7 +47,7 @@ from ...data.sim_stimuli import CLASSES, HUE_NAMES
 from .. import corpus
 from ..loaders import Captioner, load_role
 from ..tiny import _seeded, train_bpe
-from .classifiers import IMAGE_SIZE, MEAN, STD, ClassifierConfig, _augment, _sha256, _uint8_frames, normalise
+from .classifiers import IMAGE_SIZE, MEAN, STD, ClassifierConfig, _augment, _uint8_frames, normalise
 from .loop import Recipe, TrainConfig, TrainError, export_copy
 
 IMAGE_TOKEN = "<image>"
@@ -255,10 +255,6 @@ class CaptionerRecipe(Recipe):
     def quick_config() -> CaptionerConfig:
         return CaptionerConfig(steps=4, batch=8, lr=1e-3, warmup=2, eval_size=16)
 
-    @property
-    def frame_classifier_folder(self) -> Path:
-        return self.out / "frame_classifier"
-
     @functools.cached_property
     def processor(self):
         """The processor (tokenizer trained on this seed's corpus captions), built once per recipe."""
@@ -266,12 +262,8 @@ class CaptionerRecipe(Recipe):
         return caption_processor(training_captions(self.seed, c.tokenizer_captions), c.bpe_vocab,
                                  c.num_query_tokens)
 
-    def provenance(self) -> dict:
-        """The frame classifier this run starts from (a resumed run must start from the same one)."""
-        if not self.config.init_from_frame_classifier:
-            return {}
-        weights = self.frame_classifier_folder / "model.safetensors"
-        return {"init_from": "frame_classifier", "init_sha256": _sha256(weights) if weights.is_file() else None}
+    def uses(self) -> tuple[str, ...]:
+        return ("frame_classifier",) if self.config.init_from_frame_classifier else ()
 
     def blip2_config(self):
         from transformers import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
@@ -306,12 +298,8 @@ class CaptionerRecipe(Recipe):
         generation.pad_token_id, generation.bos_token_id = tok.pad_token_id, tok.eos_token_id
         generation.eos_token_id, generation.max_new_tokens = tok.eos_token_id, c.max_new_tokens
         if c.init_from_frame_classifier:
-            folder = self.frame_classifier_folder
-            if not (folder / "config.json").is_file():
-                raise TrainError(
-                    f"captioner starts from the trained frame classifier, expected in {folder}, which does not "
-                    f"hold one. Train both, in this order: python -m neuroclips_core train-standins "
-                    f"--roles frame_classifier,captioner (with the same --out).")
+            self.require("frame_classifier")
+            folder = self.role_folder("frame_classifier")
             vit_to_blip2_vision(load_role("frame_classifier", folder, dtype=torch.float32).model,
                                 model.vision_model)
         return model

@@ -283,7 +283,7 @@ def inflate_vit_to_videomae(vit, videomae) -> None:
     videomae.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> str:     # still used by video.py until it moves to Recipe.uses()
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -301,16 +301,8 @@ class VideoClassifierRecipe(Recipe):
     def quick_config() -> VideoClassifierConfig:
         return VideoClassifierConfig(steps=4, batch=2, lr=3e-4, warmup=2, eval_size=8)
 
-    @property
-    def frame_classifier_folder(self) -> Path:
-        return self.out / "frame_classifier"
-
-    def provenance(self) -> dict:
-        """The frame classifier this run starts from (a resumed run must start from the same one)."""
-        if not self.config.init_from_frame_classifier:
-            return {}
-        weights = self.frame_classifier_folder / "model.safetensors"
-        return {"init_from": "frame_classifier", "init_sha256": _sha256(weights) if weights.is_file() else None}
+    def uses(self) -> tuple[str, ...]:
+        return ("frame_classifier",) if self.config.init_from_frame_classifier else ()
 
     def build(self):
         from transformers import VideoMAEConfig, VideoMAEForVideoClassification
@@ -323,13 +315,9 @@ class VideoClassifierRecipe(Recipe):
         with _seeded(self.seed):
             model = VideoMAEForVideoClassification(cfg)
         if c.init_from_frame_classifier:
-            folder = self.frame_classifier_folder
-            if not (folder / "config.json").is_file():
-                raise TrainError(
-                    f"video_classifier starts from the trained frame classifier, expected in {folder}, which "
-                    f"does not hold one. Train both, in this order: python -m neuroclips_core train-standins "
-                    f"--roles frame_classifier,video_classifier (with the same --out).")
-            inflate_vit_to_videomae(load_role("frame_classifier", folder, dtype=torch.float32).model, model)
+            self.require("frame_classifier")
+            inflate_vit_to_videomae(load_role("frame_classifier", self.role_folder("frame_classifier"),
+                                              dtype=torch.float32).model, model)
         return model
 
     def loss(self, model, step, generator):

@@ -46,7 +46,7 @@ from ...data.sim_stimuli import CLASSES, N_CLASSES, _with_article
 from .. import corpus
 from ..loaders import OpenClip, load_role
 from ..tiny import CLIP_VOCAB_SIZE, _seeded
-from .classifiers import ClassifierConfig, _sha256
+from .classifiers import ClassifierConfig
 from .loop import Recipe, TrainConfig, TrainError, export_copy
 
 IMAGE_SIZE = corpus.FRAME_SIZE
@@ -248,19 +248,11 @@ class ClipRecipe(Recipe):
         return ClipConfig(steps=3, batch=16, lr=1e-3, warmup=2, eval_size=32, eval_batch=16)
 
     @property
-    def frame_classifier_folder(self):
-        return self.out / "frame_classifier"
-
-    @property
     def tokenizer(self):
         return open_clip_tokenizer(self.config.context_length)
 
-    def provenance(self) -> dict:
-        """The frame classifier this run starts from (a resumed run must start from the same one)."""
-        if not self.config.init_from_frame_classifier:
-            return {}
-        weights = self.frame_classifier_folder / "model.safetensors"
-        return {"init_from": "frame_classifier", "init_sha256": _sha256(weights) if weights.is_file() else None}
+    def uses(self) -> tuple[str, ...]:
+        return ("frame_classifier",) if self.config.init_from_frame_classifier else ()
 
     def build(self):
         import open_clip
@@ -268,13 +260,9 @@ class ClipRecipe(Recipe):
         with _seeded(self.seed):
             model = open_clip.model.CLIP(**clip_model_cfg(self.config))
         if self.config.init_from_frame_classifier:
-            folder = self.frame_classifier_folder
-            if not (folder / "config.json").is_file():
-                raise TrainError(
-                    f"clip starts its vision tower from the trained frame classifier, expected in {folder}, which "
-                    f"does not hold one. Train both, in this order: python -m neuroclips_core train-standins "
-                    f"--roles frame_classifier,clip (with the same --out).")
-            vit_to_open_clip_visual(load_role("frame_classifier", folder, dtype=torch.float32).model, model.visual)
+            self.require("frame_classifier")
+            vit_to_open_clip_visual(load_role("frame_classifier", self.role_folder("frame_classifier"),
+                                              dtype=torch.float32).model, model.visual)
         return model
 
     def lr_scale(self, name, param) -> float:

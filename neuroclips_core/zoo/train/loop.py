@@ -18,6 +18,7 @@ OUT, because ``save_role`` replaces OUT/<role> as a whole and the shipped folder
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -124,9 +125,26 @@ class Recipe:
         """Held-out metrics of ``load_role``'s result (float32, eval mode)."""
         raise NotImplementedError
 
+    def uses(self) -> tuple[str, ...]:
+        """The earlier roles whose trained weights this run starts from or works with (read from ``out``)."""
+        return ()
+
+    def role_folder(self, role: str) -> Path:
+        return self.out / role
+
     def provenance(self) -> dict:
-        """What else the run depends on (e.g. the model it starts from); checked on resume, stamped."""
-        return {}
+        """What else the run depends on: the sha256 of each used role's weights; checked on resume, stamped."""
+        return {f"{role}_sha256": weights_sha256(self.role_folder(role)) for role in self.uses()}
+
+    def require(self, *roles: str) -> None:
+        """Raise :class:`TrainError` naming the command to run if a role in ``roles`` is not trained in ``out``."""
+        missing = [r for r in roles if weights_sha256(self.role_folder(r)) is None]
+        if missing:
+            raise TrainError(
+                f"{self.role} needs the trained {', '.join(missing)}, expected in "
+                f"{', '.join(str(self.role_folder(r)) for r in missing)}, which hold{'s' if len(missing) == 1 else ''} "
+                f"none. Train them first, in this order: python -m neuroclips_core train-standins --roles "
+                f"{','.join([*roles, self.role])} (with the same --out).")
 
     def no_decay(self, name: str, param: torch.nn.Parameter) -> bool:
         """Parameters kept out of weight decay: biases, norms, embeddings and tokens (any tensor under 2-D)."""
@@ -136,6 +154,21 @@ class Recipe:
         """A parameter's learning rate relative to ``config.lr`` (e.g. lower for a part started from a trained
         model); the schedule multiplies every group alike."""
         return 1.0
+
+
+def weights_sha256(folder: str | os.PathLike) -> str | None:
+    """One sha256 over every ``*.safetensors`` file of a role folder (paths and contents, in path order); None
+    when it holds none (the role is not trained there)."""
+    files = sorted(Path(folder).rglob("*.safetensors")) if Path(folder).is_dir() else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def role_code(role: str) -> int:

@@ -56,14 +56,12 @@ from ..loaders import UnClip, load_role, load_scheduler
 from ..sgm_unclip import CONFIG_DIR
 from ..tiny import _seeded
 from ..unclip_sampling import generate_keyframes, image_tokens
-from .classifiers import _sha256, predict_frames
+from .classifiers import predict_frames
 from .diffusion import drop_condition, encode_scaled, noised, training_scheduler
 from .loop import Recipe, TrainConfig, TrainError, export_copy
 from .vae import psnr, reconstruct, ssim
 
 IMAGE_SIZE = corpus.FRAME_SIZE
-VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"     # what AutoencoderKL.save_pretrained writes
-CLIP_WEIGHTS = "open_clip_model.safetensors"            # what save_role("clip", ...) writes
 
 
 @dataclass(frozen=True)
@@ -132,31 +130,15 @@ class UnclipRecipe(Recipe):
     def quick_config() -> UnclipConfig:
         return UnclipConfig(steps=3, batch=4, lr=5e-4, warmup=2, weight_decay=0.0, eval_size=4, eval_steps=2)
 
-    def _folders(self) -> dict[str, Path]:
-        return {"vae": self.out / "vae", "clip": self.out / "clip"}
-
-    def provenance(self) -> dict:
-        """The VAE and CLIP this run works with (a resumed run must use the same ones)."""
-        out = {}
-        for role, name in (("vae", VAE_WEIGHTS), ("clip", CLIP_WEIGHTS)):
-            weights = self._folders()[role] / name
-            out[f"{role}_sha256"] = _sha256(weights) if weights.is_file() else None
-        return out
+    def uses(self) -> tuple[str, ...]:
+        return ("vae", "clip")
 
     @functools.cached_property
     def frozen(self) -> Frozen:
         """The trained VAE and CLIP from ``out``, float32, eval mode, without gradients."""
-        folders = self._folders()
-        missing = [role for role, name in (("vae", VAE_WEIGHTS), ("clip", CLIP_WEIGHTS))
-                   if not (folders[role] / name).is_file()]
-        if missing:
-            raise TrainError(
-                f"unclip denoises the trained VAE's latents conditioned on the trained CLIP's image tokens, but "
-                f"{' and '.join(str(folders[r]) for r in missing)} hold{'s' if len(missing) == 1 else ''} no trained "
-                f"{' / '.join(missing)}. Train them first, in this order: python -m neuroclips_core "
-                f"train-standins --roles vae,clip,unclip (with the same --out).")
-        vae = load_role("vae", folders["vae"], device=self.device, dtype=torch.float32)
-        clip = load_role("clip", folders["clip"], device=self.device, dtype=torch.float32)
+        self.require(*self.uses())
+        vae = load_role("vae", self.role_folder("vae"), device=self.device, dtype=torch.float32)
+        clip = load_role("clip", self.role_folder("clip"), device=self.device, dtype=torch.float32)
         for module in (vae, clip.model):
             module.requires_grad_(False)
         return Frozen(vae, clip)

@@ -78,6 +78,7 @@ NUM_FRAMES = corpus.CLIP_FRAMES
 FPS = corpus.CLIP_FPS
 CONTEXT = 77                                             # CLIP's text context
 VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"      # what AutoencoderKL.save_pretrained writes
+CLIP_WEIGHTS = "open_clip_model.safetensors"             # what save_role("clip", ...) writes
 T2V_WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors")
 
 #: the official AnimateDiff v3 inference scheduler (neuroclips-official-code.md §6.1)
@@ -110,10 +111,7 @@ class T2vConfig(VideoDiffusionConfig):
     layers_per_block: int = 1
     head_channels: int = 32                        # spatial and temporal attention heads of this many channels
     norm_num_groups: int = 16
-    text_width: int = 64                           # CLIPTextModel hidden size = UNet cross-attention width
-    text_layers: int = 3
-    text_heads: int = 2
-    text_intermediate: int = 256
+    text_lr_scale: float = 0.3                     # LR of the text encoder (started as CLIP's text tower)
     keyframe_steps: int = 0                        # the first steps train on single keyframes (num_frames=1) ...
     keyframe_batch: int = 32                       # ... this many a step; then ``batch`` clips a step
 
@@ -124,8 +122,8 @@ class SparseCtrlConfig(VideoDiffusionConfig):
 
 
 # ------------------------------------------------------------------------------------------------ models
-def t2v_unet_config(c: T2vConfig) -> dict:
-    """``UNet2DConditionModel(**t2v_unet_config(c))``: the image UNet AnimateDiff inflates."""
+def t2v_unet_config(c: T2vConfig, cross_attention_dim: int) -> dict:
+    """``UNet2DConditionModel(**t2v_unet_config(c, text width))``: the image UNet AnimateDiff inflates."""
     if len(c.cross_attention) != len(c.block_out_channels):
         raise ValueError(f"t2v: cross_attention {c.cross_attention} needs one flag per level of "
                          f"block_out_channels {c.block_out_channels}")
@@ -135,7 +133,7 @@ def t2v_unet_config(c: T2vConfig) -> dict:
     heads = [max(1, ch // c.head_channels) for ch in c.block_out_channels]
     return dict(sample_size=IMAGE_SIZE // 4, in_channels=4, out_channels=4, down_block_types=down,
                 up_block_types=up, block_out_channels=list(c.block_out_channels), layers_per_block=c.layers_per_block,
-                attention_head_dim=heads, cross_attention_dim=c.text_width, use_linear_projection=True,
+                attention_head_dim=heads, cross_attention_dim=cross_attention_dim, use_linear_projection=True,
                 norm_num_groups=c.norm_num_groups)
 
 
@@ -146,13 +144,55 @@ def motion_adapter_config(c: T2vConfig) -> dict:
                 motion_norm_num_groups=c.norm_num_groups, motion_max_seq_length=32, use_motion_mid_block=False)
 
 
-def text_encoder_config(c: T2vConfig):
+def text_encoder_config(clip_text_cfg: dict):
+    """The ``CLIPTextConfig`` of an open_clip text tower (its ``model_cfg["text_cfg"]``) with CLIP's 77 positions."""
     from transformers import CLIPTextConfig
 
-    return CLIPTextConfig(vocab_size=CLIP_VOCAB_SIZE, hidden_size=c.text_width, intermediate_size=c.text_intermediate,
-                          num_attention_heads=c.text_heads, num_hidden_layers=c.text_layers,
-                          max_position_embeddings=CONTEXT, bos_token_id=CLIP_BOS, eos_token_id=CLIP_EOS,
-                          pad_token_id=CLIP_EOS)
+    width = clip_text_cfg["width"]
+    if clip_text_cfg.get("ls_init_value") is not None or clip_text_cfg.get("no_causal_mask"):
+        raise TrainError(f"t2v: the CLIP text tower {clip_text_cfg} uses layer scale or no causal mask, which "
+                         f"CLIPTextModel has no counterpart for")
+    return CLIPTextConfig(vocab_size=clip_text_cfg["vocab_size"], hidden_size=width,
+                          intermediate_size=int(width * clip_text_cfg.get("mlp_ratio", 4.0)),
+                          num_attention_heads=clip_text_cfg["heads"], num_hidden_layers=clip_text_cfg["layers"],
+                          max_position_embeddings=CONTEXT, hidden_act="gelu", layer_norm_eps=1e-5,
+                          bos_token_id=CLIP_BOS, eos_token_id=CLIP_EOS, pad_token_id=CLIP_EOS)
+
+
+@torch.no_grad()
+def open_clip_text_to_hf(clip_model, text_encoder) -> None:
+    """Copy an open_clip ``CLIP``'s text tower into a ``CLIPTextModel`` built by :func:`text_encoder_config` (in
+    place), so ``text_encoder(ids).last_hidden_state`` is the tower's ``ln_final`` output for every token.
+
+    SD's (and so AnimateDiff's) text encoder is CLIP's text tower, taken the same way.  The open_clip tower has
+    ``context_length`` positions (32 for the stand-in); the rest of CLIP's 77 repeat its last one.  They only
+    ever hold padding (corpus captions take at most 22 tokens), and with the causal mask they cannot change the
+    states of the tokens before them.  ``text_projection`` (the contrastive head) is not part of it: diffusion
+    UNets read the last hidden states.
+    """
+    src = {k: v for k, v in clip_model.state_dict().items() if not k.startswith("visual.")}
+    width = src["token_embedding.weight"].shape[1]
+    pos = src["positional_embedding"]
+    if len(pos) > CONTEXT:
+        raise TrainError(f"t2v: the CLIP text tower has {len(pos)} positions, more than CLIP's {CONTEXT}")
+    state = {"embeddings.token_embedding.weight": src["token_embedding.weight"],
+             "embeddings.position_embedding.weight":
+                 torch.cat([pos, pos[-1:].expand(CONTEXT - len(pos), width)]),
+             "final_layer_norm.weight": src["ln_final.weight"],
+             "final_layer_norm.bias": src["ln_final.bias"]}
+    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "attn.out_proj": "self_attn.out_proj",
+             "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+    for i in range(text_encoder.config.num_hidden_layers):
+        a, b = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
+        for theirs, ours in names.items():
+            for p in ("weight", "bias"):
+                state[f"{b}{ours}.{p}"] = src[f"{a}{theirs}.{p}"]
+        for p in ("weight", "bias"):      # nn.MultiheadAttention packs q, k, v along the output dimension
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), src[f"{a}attn.in_proj_{p}"].chunk(3)):
+                state[f"{b}self_attn.{name}.{p}"] = part
+    missing = text_encoder.load_state_dict({k: v.float() for k, v in state.items()}, strict=False).missing_keys
+    if missing:
+        raise TrainError(f"t2v: the CLIP text tower does not fill the text encoder: missing {missing[:4]}")
 
 
 def sparsectrl_config(unet) -> dict:
@@ -314,7 +354,7 @@ def generate_videos(parts: VideoParts, captions: list[str], keyframes: torch.Ten
 
 
 @torch.no_grad()
-def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: list[str], seed: int = 0,
+def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: list[str], *, seed: int = 0,
                            with_keyframe: bool = False, batch: int = 8) -> float:
     """Mean squared error of the predicted noise on clips (N, F, 3, S, S), timesteps spread evenly over the
     schedule (clip ``i`` at ``t = 999 i / (N - 1)``), noise from ``seed``: a sampling-free quality measure.
@@ -350,12 +390,15 @@ class _VideoRecipe(Recipe):
     """What both video recipes share: the frozen VAE (held on the recipe, not trained, not checkpointed)."""
 
     needs: tuple[str, ...] = ("vae",)
+    #: every role this one needs, directly or not, in training order (for the command in the error message)
+    chain: tuple[str, ...] = ()
 
     def _folder(self, role: str) -> Path:
         return self.out / role
 
     def _weights(self) -> dict[str, list[Path]]:
-        files = {"vae": [self._folder("vae") / VAE_WEIGHTS], "t2v": [self._folder("t2v") / f for f in T2V_WEIGHTS]}
+        files = {"vae": [self._folder("vae") / VAE_WEIGHTS], "clip": [self._folder("clip") / CLIP_WEIGHTS],
+                 "t2v": [self._folder("t2v") / f for f in T2V_WEIGHTS]}
         return {role: files[role] for role in self.needs}
 
     def provenance(self) -> dict:
@@ -370,7 +413,7 @@ class _VideoRecipe(Recipe):
     def _require(self) -> None:
         missing = [role for role, paths in self._weights().items() if not all(p.is_file() for p in paths)]
         if missing:
-            order = ",".join([*self.needs, self.role])
+            order = ",".join([*self.chain, self.role])
             raise TrainError(
                 f"{self.role} works with the trained {' and '.join(missing)} stand-in(s), expected in "
                 f"{' and '.join(str(self._folder(r)) for r in missing)}, which hold none. Train them first, in "
@@ -409,7 +452,8 @@ class T2vRecipe(_VideoRecipe):
 
     role = "t2v"
     config_class = T2vConfig
-    needs = ("vae",)
+    needs = ("vae", "clip")
+    chain = ("frame_classifier", "vae", "clip")      # the CLIP stand-in starts from the frame classifier
 
     @staticmethod
     def full_config() -> T2vConfig:
@@ -436,10 +480,13 @@ class T2vRecipe(_VideoRecipe):
 
         self._require()
         c = self.config
+        clip = load_role("clip", self._folder("clip"), dtype=torch.float32)
+        text_config = text_encoder_config(clip.model_cfg["text_cfg"])
         with _seeded(self.seed):
-            unet2d = UNet2DConditionModel(**t2v_unet_config(c))
+            unet2d = UNet2DConditionModel(**t2v_unet_config(c, text_config.hidden_size))
             adapter = MotionAdapter(**motion_adapter_config(c))
-            text_encoder = CLIPTextModel(text_encoder_config(c))
+            text_encoder = CLIPTextModel(text_config)
+        open_clip_text_to_hf(clip.model, text_encoder)
         level = diffusers_logging.get_verbosity()
         diffusers_logging.set_verbosity_error()      # from_unet2d's harmless fp32-modules warning (ecosystem.md)
         try:
@@ -447,6 +494,9 @@ class T2vRecipe(_VideoRecipe):
         finally:
             diffusers_logging.set_verbosity(level)
         return TextToVideo(unet, text_encoder)
+
+    def lr_scale(self, name, param) -> float:
+        return self.config.text_lr_scale if name.startswith("text_encoder.") else 1.0
 
     def loss(self, model, step, generator):
         c = self.config
@@ -474,8 +524,9 @@ class T2vRecipe(_VideoRecipe):
         h = self._heldout()
         parts = VideoParts(loaded, self.vae)
         videos = self._generate(parts, h.captions)
-        metrics = {"heldout_loss": heldout_denoising_loss(parts, h.clips, h.captions, self.seed,
-                                                          batch=self.config.eval_batch)}
+        loss = functools.partial(heldout_denoising_loss, parts, h.clips, seed=self.seed, batch=self.config.eval_batch)
+        # the same noise with the empty caption: how much the caption helps the denoising (0: text unused)
+        metrics = {"heldout_loss": loss(h.captions), "heldout_loss_empty_caption": loss([""] * len(h.captions))}
         metrics.update({f"direction_{k}": v for k, v in motion_direction_agreement(videos, h.velocity).items()})
         metrics["direction_chance"] = 0.5
         metrics.update(_classifier_top1(self.out, videos, h.labels))
@@ -490,6 +541,7 @@ class SparseCtrlRecipe(_VideoRecipe):
     role = "sparsectrl"
     config_class = SparseCtrlConfig
     needs = ("vae", "t2v")
+    chain = ("frame_classifier", "vae", "clip", "t2v")
 
     @staticmethod
     def full_config() -> SparseCtrlConfig:
@@ -548,7 +600,7 @@ class SparseCtrlRecipe(_VideoRecipe):
         h = self._heldout()
         keyframes = h.clips[:, 0]
         parts = VideoParts(self.t2v, self.vae, loaded)
-        loss = functools.partial(heldout_denoising_loss, parts, h.clips, h.captions, self.seed,
+        loss = functools.partial(heldout_denoising_loss, parts, h.clips, h.captions, seed=self.seed,
                                  batch=self.config.eval_batch)
         # the noise prediction with the keyframe's residuals beside the t2v UNet's alone: what SparseCtrl adds
         metrics = {"heldout_loss": loss(with_keyframe=True), "heldout_loss_t2v_alone": loss(with_keyframe=False)}
