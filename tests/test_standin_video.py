@@ -15,25 +15,27 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from neuroclips_core.zoo import corpus, motion
 from neuroclips_core.zoo.loaders import SPARSECTRL_RGB
 from neuroclips_core.zoo.standins import load_standin, train_standins
 from neuroclips_core.zoo.train import RunOptions, TrainError, read_log
 from neuroclips_core.zoo.train.loop import step_generator
-from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, denoise_videos,
-                                             init_controlnet_from_unet, keyframe_condition, per_frame,
-                                             sparsectrl_config)
+from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, animatediff_scheduler,
+                                             denoise_videos, init_controlnet_from_unet, keyframe_condition,
+                                             open_clip_text_to_hf, per_frame, sparsectrl_config,
+                                             text_encoder_config, timestep_weights, weighted_mse)
 
 QUIET = RunOptions(verbose=False)
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """vae, t2v and sparsectrl trained in quick mode into a temporary output root."""
+    """t2v and sparsectrl (and the roles they need) trained in quick mode into a temporary output root."""
     root = tmp_path_factory.mktemp("video_standins")
-    results = train_standins(["vae", "t2v", "sparsectrl"], quick=True, out=root / "weights", work=root / "work",
-                             options=QUIET)
+    results = train_standins(["frame_classifier", "vae", "clip", "t2v", "sparsectrl"], quick=True,
+                             out=root / "weights", work=root / "work", options=QUIET)
     return root, results
 
 
@@ -73,6 +75,27 @@ def test_object_trajectory_follows_a_drawn_square():
         motion.object_trajectory(clip[None])
 
 
+def test_timestep_weights_turn_the_epsilon_loss_into_the_v_loss_up_to_the_cap():
+    scheduler = animatediff_scheduler()
+    alphas = scheduler.alphas_cumprod
+    plain = timestep_weights(scheduler, 1.0)
+    assert torch.equal(plain, torch.ones_like(plain))
+    w = timestep_weights(scheduler, 20.0)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-5) and (w[1:] >= w[:-1]).all()
+    uncapped = (1 / alphas) < 20
+    ratio = w[uncapped] * alphas[uncapped]                   # w = c / alphas_cumprod where not capped
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio))
+    assert w[-1] / w[0] == pytest.approx(20 * alphas[0].item(), rel=1e-4)
+    # the weighted epsilon error is the v-prediction error (up to the scale) where the cap does not bite
+    x0, eps, eps_hat = torch.randn(3, 1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([300])
+    v = scheduler.get_velocity(x0, eps, t)
+    x_t = scheduler.add_noise(x0, eps, t)
+    x0_hat = (x_t - (1 - alphas[t]).sqrt() * eps_hat) / alphas[t].sqrt()
+    v_hat = alphas[t].sqrt() * eps_hat - (1 - alphas[t]).sqrt() * x0_hat
+    torch.testing.assert_close(weighted_mse(eps_hat, eps, t, w) / ratio[0], F.mse_loss(v_hat, v), rtol=1e-4, atol=0)
+
+
 # ------------------------------------------------------------------------------------------------ quick training
 def test_t2v_roundtrip_and_forward(quick):
     root, results = quick
@@ -100,7 +123,7 @@ def test_t2v_roundtrip_and_forward(quick):
     log = read_log(root / "work" / "t2v")
     assert log[-1]["step"] == 4 and log[-1]["frames"] == pytest.approx((1 + 1 + 16 + 16) / 4)
     m = results["t2v"].metrics
-    assert {"heldout_loss", "direction_agreement", "direction_mean_cosine", "direction_n_moving",
+    assert {"heldout_loss", "heldout_loss_empty_caption", "direction_agreement", "direction_mean_cosine", "direction_n_moving",
             "classifier_top1_frames", "n_eval"} <= set(m)
     assert 0 < m["heldout_loss"] < 10 and -1 <= m["direction_mean_cosine"] <= 1 and m["n_eval"] == 2
     assert np.isnan(m["direction_agreement"]) or 0 <= m["direction_agreement"] <= 1
@@ -174,13 +197,36 @@ def test_sampler_matches_diffusers_animatediff_pipelines(quick, monkeypatch):
     assert (alone - mine).abs().max() > 1e-3          # the keyframe did change the result
 
 
-# ------------------------------------------------------------------------------------------------ SparseCtrl init
-def test_controlnet_starts_from_the_unet(tmp_path):
+# ------------------------------------------------------------------------------------------------ initialisations
+def test_text_encoder_is_the_clip_text_tower(quick):
+    from transformers import CLIPTextModel
+
+    root, _ = quick
+    clip = load_standin("clip", root=root / "weights")
+    text_encoder = CLIPTextModel(text_encoder_config(clip.model_cfg["text_cfg"])).eval()
+    open_clip_text_to_hf(clip.model, text_encoder)
+    captions = ["a red striped disk moving left over a blue background", "a green grid star floating almost still"]
+    ids = clip.tokenizer(captions)                                           # open_clip: (2, 32), padded with 0
+    with torch.no_grad():
+        m = clip.model
+        x = m.transformer(m.token_embedding(ids) + m.positional_embedding, attn_mask=m.attn_mask)
+        reference = m.ln_final(x)                                            # every token's final state
+        torch.testing.assert_close(text_encoder(ids).last_hidden_state, reference, atol=1e-5, rtol=1e-5)
+        # the t2v's own tokenizer (CLIP's, padded with <|endoftext|> to 77) gives the same states up to the end token
+        hf_ids = load_standin("t2v", root=root / "weights")["tokenizer"](
+            captions, padding="max_length", max_length=77, return_tensors="pt").input_ids
+        for i, caption_ids in enumerate(ids):
+            n = int(caption_ids.argmax()) + 1                                # through <|endoftext|>
+            assert torch.equal(hf_ids[i, :n], caption_ids[:n])
+            torch.testing.assert_close(text_encoder(hf_ids[i:i + 1]).last_hidden_state[0, :n], reference[i, :n],
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_controlnet_starts_from_the_unet(quick):
     from diffusers import SparseControlNetModel
 
-    recipe = T2vRecipe(T2vRecipe.quick_config(), 0, tmp_path)
-    recipe._require = lambda: None                    # build() needs no VAE for this test
-    unet = recipe.build().unet.eval()
+    root, _ = quick
+    unet = T2vRecipe(T2vRecipe.quick_config(), 0, root / "weights").build().unet.eval()
     with torch.no_grad():                             # a trained-looking UNet: no zero/one-initialised tensors
         for p in unet.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
@@ -219,9 +265,9 @@ def test_controlnet_starts_from_the_unet(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ errors, determinism
 def test_missing_dependencies_name_the_command(tmp_path):
-    with pytest.raises(TrainError, match=r"--roles vae,t2v\b"):
+    with pytest.raises(TrainError, match=r"vae and clip .*--roles frame_classifier,vae,clip,t2v \("):
         T2vRecipe(T2vRecipe.quick_config(), 0, tmp_path).build()
-    with pytest.raises(TrainError, match=r"--roles vae,t2v,sparsectrl"):
+    with pytest.raises(TrainError, match=r"--roles frame_classifier,vae,clip,t2v,sparsectrl"):
         SparseCtrlRecipe(SparseCtrlRecipe.quick_config(), 0, tmp_path).build()
 
 

@@ -1,56 +1,68 @@
 """The video stand-ins: a text-to-video AnimateDiff (``t2v``) and its RGB SparseCtrl (``sparsectrl``).
 
-NeuroClips generates its videos with AnimateDiff v3 (SD 1.5's UNet inflated with motion modules, CLIP text
+NeuroClips generates its videos with AnimateDiff v3 (SD 1.5's UNet inflated with motion modules, SD's CLIP text
 encoder) steered by an RGB SparseCtrl that holds the decoded keyframe at frame 0.  The stand-ins are the same
 diffusers classes in small, trained here on corpus clips (16 frames at 8 FPS, 64 px) in the VAE stand-in's
-latent space, (B, 4, 16, 16, 16) scaled latents (:mod:`.diffusion`'s ``encode_scaled``, posterior samples).
+latent space: (B, 4, 16, 16, 16) scaled latents (:mod:`.diffusion`'s ``encode_scaled``, posterior samples).
+The VAE (and for the SparseCtrl the t2v parts) are frozen and held on the recipe, not inside the trained module;
+:meth:`_VideoRecipe.provenance` records the sha256 of their weights, so a resumed run must use the same ones.
 
 **t2v** (:class:`T2vRecipe`): ``UNetMotionModel.from_unet2d(UNet2DConditionModel, MotionAdapter)``, as AnimateDiff
-is assembled, trained jointly with a ``CLIPTextModel`` (width 64, the real 49408-token CLIP BPE tokenizer) on the
-clips' captions, which name the class, colour, direction of motion and background.
+is assembled, and a ``CLIPTextModel`` with the real 49408-token CLIP BPE tokenizer (77 positions), trained
+together on the clips' captions (class, colour, direction of motion, background).
 
+- **Text encoder = the CLIP stand-in's text tower** (:func:`open_clip_text_to_hf`, exact), as SD's text encoder
+  is CLIP's; it then trains with the UNet at ``text_lr_scale`` of the rate.  A text encoder trained from scratch
+  with the UNet gave caption states that barely depended on the caption (their spread across captions was 8 %
+  of their scale after 550 steps).
 - UNet (:func:`t2v_unet_config`): three levels at 16 x 16, 8 x 8 and 4 x 4 latent pixels with 32, 64 and 128
-  channels, one resnet per level (two on the way up), cross-attention at the two coarser levels and the mid
-  block, a motion module (temporal self-attention x 2, AnimateDiff's "Temporal_Self" pair) after every resnet
-  of every level, none in the mid block (v3), heads of 32 channels.  The finest level has no spatial attention:
-  self-attention over 256 positions x 16 frames cost the most per step in a probe (as for the unCLIP
-  stand-in), and 8 x 8 attention already places the object anywhere in the frame.  With 64 channels at the
-  finest level a step cost 1.6-2x as much for 1.6x the parameters; the budget buys more steps instead.
-- **Image phase first** (``keyframe_steps``): the first steps train on single keyframes (``num_frames=1``, the
-  motion modules see sequences of one frame and act as per-pixel layers) with ``keyframe_batch`` items, then
-  clips.  What a 16-frame clip teaches about appearance is mostly one frame's worth (its frames show one
-  object on one background), so the image phase sees 16x the scenes per unit of compute; it is AnimateDiff's
-  order too (an image model first, motion modules trained on top).  Measured, see :data:`T2V_PHASE_PROBE`.
+  channels, one resnet per level (two on the way up), cross-attention at the two coarser levels and in the mid
+  block, heads of 32 channels, a motion module (AnimateDiff's pair of temporal self-attentions) after every
+  resnet of every level and none in the mid block (v3).  Attention at 16 x 16 and 64 channels there each cost
+  1.6-2x the step time in probes; the budget buys steps instead.
+- **Image phase first** (``keyframe_steps``): the first steps train on single keyframes (``num_frames=1``: the
+  motion modules see sequences of one frame) with ``keyframe_batch`` items a step, then clips.  A clip's 16
+  frames show one scene, so at the same cost per step the image phase sees 16x the scenes and captions; it is
+  AnimateDiff's order too (an image model first, motion modules on top).  Measured at equal steps (550, 250 of
+  them on keyframes, vs 465-470 on clips only, ~the same wall time): held-out denoising loss 0.141 vs 0.149
+  with a text encoder from scratch, 0.142 vs 0.148 with CLIP's.
+- **Loss weighting** (:func:`timestep_weights`, ``high_noise_weight``): what a caption says is readable from the
+  noisy latents at all but the highest noise levels, where the plain epsilon loss hardly depends on it, and the
+  probes above ignored their captions entirely (the held-out loss with the empty caption was the same).  Each
+  item's error is weighted by ``min(1 / alphas_cumprod[t], 20)``: the v-prediction loss, capped.
 - Caption dropout (``caption_dropout`` 10 %): the caption is replaced by the empty one, the unconditional
   branch diffusers' AnimateDiff pipelines use when no negative prompt is given.
 - **Schedule**: trained and sampled under AnimateDiff's own noise schedule, the DDIM settings of the official
   inference config (:func:`animatediff_scheduler`: "linear" betas 0.00085 .. 0.012, ``steps_offset`` 1; AnimateDiff
-  trains its motion modules under the same linear betas, unlike SD's "scaled_linear"), so NeuroClips' alpha
-  guidance (blurry latents noised to t = 961) means for the stand-in what it means for the real model.
+  trains its motion modules under the same linear betas, not SD's "scaled_linear" of
+  :func:`.diffusion.training_scheduler`), so NeuroClips' alpha guidance (blurry latents noised to t = 961) means
+  for the stand-in what it means for the real model.
 
 **sparsectrl** (:class:`SparseCtrlRecipe`): ``SparseControlNetModel`` in the RGB layout
 (:data:`~neuroclips_core.zoo.loaders.SPARSECTRL_RGB`: the keyframe's VAE latent, 4 channels, plus a mask channel,
 through the simplified, zero-initialised condition embedding), with the t2v UNet's channels, heads and
-cross-attention width, started from the trained t2v UNet (:func:`init_controlnet_from_unet`: input convolution,
-time embedding, down blocks and mid block where names match, as a ControlNet starts from its UNet) and trained
-with the t2v model frozen, as SparseCtrl was.  Condition: the latent of the clip's frame 0 at frame 0, mask 1
-there and 0 elsewhere (NeuroClips' use: the keyframe on frame 0), the caption as text (dropped 10 % of the time
-too, since classifier-free guidance runs SparseCtrl on both branches).  diffusers' ``SparseControlNetModel``
-zeroes its noisy input (the official ``set_noisy_sample_input_to_zero``): it sees the condition, the timestep and
-the text only.
+cross-attention width (:func:`sparsectrl_config`), started from the trained t2v UNet
+(:func:`init_controlnet_from_unet`: input convolution, time embedding, down blocks and mid block, as a
+ControlNet starts from its UNet) and trained with the t2v model frozen, as SparseCtrl was.  Condition: the
+latent of the clip's frame 0 at frame 0, mask 1 there and 0 elsewhere (NeuroClips' use: the keyframe on frame
+0), the caption as text (dropped 10 % of the time too: classifier-free guidance runs SparseCtrl on both
+branches).  diffusers' ``SparseControlNetModel`` zeroes its noisy input (the official
+``set_noisy_sample_input_to_zero``): it sees the condition, the timestep and the text only.
 
-**Sampling** (:func:`generate_videos`): DDIM with classifier-free guidance, batched; it gives what diffusers'
-``AnimateDiffPipeline`` / ``AnimateDiffSparseControlNetPipeline`` give with the same parts and starting noise
-(tested), which take one keyframe per call.
+**Sampling** (:func:`generate_videos`): DDIM with classifier-free guidance, batched; it gives exactly what
+diffusers' ``AnimateDiffPipeline`` / ``AnimateDiffSparseControlNetPipeline`` give with the same parts and
+starting noise (tested; the SparseCtrl pipeline takes one keyframe per call).
 
-**Evaluation.**  t2v: videos generated from held-out captions (DDIM 25 steps, CFG 7.5); the object's measured
-direction of motion (:mod:`neuroclips_core.zoo.motion`) against the caption's true velocity.  sparsectrl (+ t2v):
-videos from (held-out keyframe at frame 0, caption): frame 0's SSIM to its keyframe beside its SSIM to an
-unrelated keyframe (issue target: >= 0.15 above), direction agreement on clips that move (target >= 0.6), and
-later frames' SSIM to the true clip beside that of the keyframe frozen in place.
+**Evaluation** (``eval_size`` held-out clips).  t2v: the held-out denoising loss with the true and with the
+empty caption (how much the caption helps); videos generated from the captions (DDIM 25 steps, CFG 7.5), the
+object's measured direction of motion (:mod:`neuroclips_core.zoo.motion`) against the caption's true velocity
+(chance 0.5).  sparsectrl (+ t2v): the held-out loss with and without the keyframe's residuals; videos from
+(held-out keyframe at frame 0, caption): frame 0's SSIM to its keyframe beside its SSIM to an unrelated keyframe
+(issue target: >= 0.15 above), direction agreement on the clips that move (target >= 0.6), later frames' SSIM to
+the true clip beside that of the keyframe frozen in place.  Both add the frame classifier's top-1 on the
+generated frames when one is in the output folder.
 
-Speed (2 contended CPU threads of which this run had 1, ~1.7x slower than 2 uncontended threads): see
-:data:`T2V_SPEED` and :data:`SPARSECTRL_SPEED`.
+SPEED_AND_RESULTS
 """
 from __future__ import annotations
 
@@ -99,6 +111,7 @@ class VideoDiffusionConfig(TrainConfig):
     """What both video recipes share: caption dropout and the sampling settings of the evaluation."""
 
     caption_dropout: float = 0.1      # caption -> "" (the unconditional branch of classifier-free guidance)
+    high_noise_weight: float = 20.0   # per-item loss weight min(1 / alphas_cumprod[t], this), mean 1 (1: plain)
     eval_steps: int = 25              # DDIM steps of an evaluation generation (NeuroClips: 25)
     guidance_scale: float = 7.5
     eval_batch: int = 8               # clips generated together
@@ -237,6 +250,30 @@ def init_controlnet_from_unet(controlnet, unet) -> list[str]:
                          f"ControlNet with sparsectrl_config(unet).")
     controlnet.load_state_dict({k: source[k].to(target[k].dtype) for k in shared}, strict=False)
     return shared
+
+
+def timestep_weights(scheduler, cap: float) -> torch.Tensor:
+    """Per-timestep loss weights (T,): ``min(1 / alphas_cumprod[t], cap)``, scaled to mean 1 over the schedule.
+
+    Why: with the plain epsilon loss, what the text or the keyframe says (background and object colour, direction
+    of motion, the keyframe's layout) is already readable from the noisy latents at all but the highest noise
+    levels (a colour or a 16-frame drift averages out of the noise over hundreds of latent pixels), and at those
+    levels the epsilon error hardly depends on the clean latents (it is ``alphas_cumprod / (1 - alphas_cumprod)``
+    times their error).  So the condition barely moves the loss, and probes trained for 550 steps ignored their
+    captions entirely (same held-out loss with the empty caption).  ``1 / alphas_cumprod`` is the weighting
+    that turns the epsilon error into the v-prediction error (``|v - v_hat|^2 = |eps - eps_hat|^2 /
+    alphas_cumprod``), which counts errors in the clean latents alike at every noise level; ``cap`` keeps the
+    lowest-noise steps, which learn the fine detail, from being starved.  The model still predicts epsilon, as
+    AnimateDiff does, so its scheduler and pipelines are unchanged.
+    """
+    w = (1 / scheduler.alphas_cumprod.double()).clamp(max=cap)
+    return (w / w.mean()).float()
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over items of ``weights[t]`` x each item's mean squared error (pred, target (B, ...), t (B,))."""
+    per_item = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (weights.to(per_item.device)[t] * per_item).mean()
 
 
 # ------------------------------------------------------------------------------------------------ text and sampling
@@ -429,6 +466,10 @@ class _VideoRecipe(Recipe):
     def scheduler(self):
         return animatediff_scheduler()
 
+    @functools.cached_property
+    def loss_weights(self) -> torch.Tensor:
+        return timestep_weights(self.scheduler, self.config.high_noise_weight)
+
     def _heldout(self):
         return corpus.heldout_clips(self.seed, self.config.eval_size, IMAGE_SIZE, chunk=max(1, self.config.eval_size))
 
@@ -513,7 +554,7 @@ class T2vRecipe(_VideoRecipe):
         text = model.text_encoder(ids.to(device)).last_hidden_state
         x_t, t, target = noised(self.scheduler, x0, generator)
         pred = model.unet(x_t, t, encoder_hidden_states=per_frame(text, x0.shape[2])).sample
-        return F.mse_loss(pred.float(), target.float()), {"frames": float(x0.shape[2])}
+        return weighted_mse(pred, target, t, self.loss_weights), {"frames": float(x0.shape[2])}
 
     def export(self, model):
         dtype = self.config.save_dtype
@@ -591,7 +632,7 @@ class SparseCtrlRecipe(_VideoRecipe):
                           return_dict=False)
         pred = unet(x_t, t, encoder_hidden_states=text, down_block_additional_residuals=down,
                     mid_block_additional_residual=mid).sample
-        return F.mse_loss(pred.float(), target.float()), {}
+        return weighted_mse(pred, target, t, self.loss_weights), {}
 
     def export(self, model):
         return export_copy(model, self.config.save_dtype)

@@ -1,0 +1,138 @@
+"""Benchmark the Perception Reconstructor's training step: throughput (clips/s) and peak memory.
+
+Two measurements, each in its own child process (so each peak is its own):
+
+- **sim** size on the CPU (the default cc2017-sim recipe: ~6000 voxels, latents 4 x 16 x 16, batch 32, the sim
+  loss), with the time of one epoch of the default preset's 3888 training clips and of the recipe's epochs;
+- **paper** size (13447 voxels, hidden 4096, latents 4 x 28 x 28, ~228 M parameters) on whatever device is
+  present (CUDA if available, with bf16 autocast as the training loop uses; else the CPU), at a small batch.
+
+Each step is a full training step: forward, the loss, backward, AdamW.  Synthetic inputs (the step's cost does
+not depend on the values).  ::
+
+    .venv/bin/python benchmarks/bench_perception.py [--threads 2] [--steps 10] [--paper-batch 2] [--skip-paper]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SIM_TRAIN_CLIPS = 3888          # default preset: 18 segments x 240 clips, minus 2 validation segments
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # Linux reports KiB
+
+
+def measure(part: str, steps: int, batch: int, threads: int | None, voxels: int) -> dict:
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from neuroclips_core.models.losses import PerceptionLoss
+    from neuroclips_core.models.perception import PerceptionConfig, PerceptionReconstructor, count_parameters
+    from neuroclips_core.perception_run import SIM_LOSS, PerceptionRunConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    device = torch.device("cuda" if part == "paper" and torch.cuda.is_available() else "cpu")
+    rss0 = _peak_rss_mb()
+    cfg = PerceptionConfig.sim(voxels) if part == "sim" else PerceptionConfig.paper(voxels)
+    model = PerceptionReconstructor(cfg).to(device).train()
+    loss_fn = PerceptionLoss(SIM_LOSS if part == "sim" else PerceptionRunConfig.paper().loss)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    bf16 = device.type == "cuda"
+    fmri = torch.randn(batch, voxels, device=device)
+    batch_data = {"latents": torch.randn(batch, cfg.n_frames, *cfg.latent_shape, device=device)}
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = loss_fn(model(fmri), batch_data)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(2):                                                       # warm-up (allocations, kernels)
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - t0) / steps
+    out = {"part": part, "device": str(device) + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+           "threads": torch.get_num_threads(), "voxels": voxels, "latents": list(cfg.latent_shape),
+           "parameters": count_parameters(model), "batch": batch, "bf16": bf16, "step_s": seconds,
+           "clips_per_s": batch / seconds, "peak_rss_mb": _peak_rss_mb(), "rss_before_model_mb": rss0}
+    if device.type == "cuda":
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
+    ap.add_argument("--sim-voxels", type=int, default=6000)
+    ap.add_argument("--paper-voxels", type=int, default=13447, help="subject 1's voxel count")
+    ap.add_argument("--paper-batch", type=int, default=2)
+    ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--part", choices=["sim", "paper"], help=argparse.SUPPRESS)       # child process
+    args = ap.parse_args(argv)
+
+    if args.part:
+        voxels = args.sim_voxels if args.part == "sim" else args.paper_voxels
+        batch = _sim_recipe().batch_size if args.part == "sim" else args.paper_batch
+        print(json.dumps(measure(args.part, args.steps, batch, args.threads, voxels)))
+        return 0
+
+    results = []
+    for part in ("sim",) + (() if args.skip_paper else ("paper",)):
+        cmd = [sys.executable, __file__, "--part", part, "--steps", str(args.steps), "--sim-voxels",
+               str(args.sim_voxels), "--paper-voxels", str(args.paper_voxels), "--paper-batch", str(args.paper_batch)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{part}: failed with status {proc.returncode}\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return proc.returncode
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    print("Perception Reconstructor training step (forward + loss + backward + AdamW)")
+    for r in results:
+        mem = f"peak GPU {r['peak_gpu_mb']:.0f} MB, " if "peak_gpu_mb" in r else ""
+        print(f"  {r['part']:5s} size on {r['device']}, {r['threads']} thread(s): {r['parameters'] / 1e6:.1f} M "
+              f"parameters, V={r['voxels']}, latents {'x'.join(map(str, r['latents']))}, batch {r['batch']}"
+              f"{' (bf16)' if r['bf16'] else ''}")
+        print(f"        {r['clips_per_s']:.1f} clips/s ({r['step_s'] * 1000:.0f} ms/step); {mem}peak RSS "
+              f"{r['peak_rss_mb']:.0f} MB (process before the model: {r['rss_before_model_mb']:.0f} MB)")
+        if r["part"] == "sim":
+            epochs = _sim_recipe().epochs
+            epoch = SIM_TRAIN_CLIPS / r["clips_per_s"]
+            print(f"        one epoch of the default preset ({SIM_TRAIN_CLIPS} clips): {epoch:.0f} s; the sim "
+                  f"recipe's {epochs} epochs: {epochs * epoch / 60:.1f} min (+ validation, VAE, ridge)")
+    return 0
+
+
+def _sim_recipe():
+    """The sim training recipe (its batch size and epochs set the benchmark's batch and the time estimate)."""
+    sys.path.insert(0, str(REPO))
+    from neuroclips_core.perception_run import PerceptionRunConfig
+
+    return PerceptionRunConfig.sim()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

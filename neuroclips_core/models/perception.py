@@ -1,0 +1,465 @@
+"""The Perception Reconstructor (PR; paper §3.1, App. B.1): one fMRI sample -> N_f VAE latents -> a blurry video.
+
+Shapes (B clips, V voxels, F = N_f frames per clip, e = coarse grid, s = latent grid)::
+
+    fmri (B, V)
+     Inception Extension  Linear(V, h) GELU Drop, residual MLP block(s), Linear(h, F V) GELU Drop
+                          -> F pseudo-fMRIs (B, F, V)                    "extend one fMRI to N_f fMRIs"
+     MLP backbone         per frame, shared: Linear(V, hidden), n_blocks x residual [LN Lin GELU Drop Lin]
+                          -> (B F, hidden)
+     projection           Linear(hidden, c e e) Drop -> (B F, c, e, e) GroupNorm(1): the coarse spatial embedding
+     Temporal Upsampling  conv_in, a middle layer, then per stage ``layers_per_stage`` x [spatial layer +
+                          temporal attention] and a 2x upsampling between stages, GN SiLU conv_out
+                          -> (B F, C_lat, s, s),  s = e 2^(stages - 1)
+    -> latents (B, F, C_lat, s, s), in the VAE's scaled latent space (``latents / scaling_factor`` decodes)
+
+=============  =====================  ================================
+size           ``paper()``            ``sim()`` (default cc2017-sim)
+=============  =====================  ================================
+voxels V       13447 (subject 1)      the subject's (~6000)
+h / hidden     256 / 4096, 4 blocks   128 / 512, 1 block
+coarse c x e   64 x 7 x 7             32 x 4 x 4
+stages         128, 64, 32            64, 32, 32 (attention at 4x4)
+latents        4 x 28 x 28 (224 px)   4 x 16 x 16 (64 px)
+parameters     ~228 M                 ~4.5 M at V = 6000
+=============  =====================  ================================
+
+One Temporal Upsampling layer (App. B.1), on frames h (B F, C, H, W)::
+
+    s = SpatialAttention(ResBlock(h))                 spatial layer (2-D convs, as the official code)
+    h = eta_s * shortcut(h) + (1 - eta_s) * s         learnable residual mix, eta_s starts at 0
+    h = h + (1 - eta_t) * TemporalAttention(h)        Eq. 2, eta_t starts at 1 (as the official code)
+
+Departures from the official code (neuroclips-official-code.md §2.1-2.2), on purpose:
+
+- temporal attention runs **within each clip's F frames**, in training and inference alike, with a
+  sinusoidal **temporal position encoding**: the official code attends across the 40 clips of a training batch
+  (240 frames) but over groups of 10 rows at inference, with no position encoding, so its frames are a set
+  and the grouping depends on the batch size; here a clip's output does not depend on its batch;
+- the paper's ``eta_1`` around the spatial layer is kept (the code has only the temporal ``eta``); it starts
+  at 0, where the layer is exactly the code's ResNet + attention;
+- the degenerate "channel-mixing" blocks over a length-1 sequence axis (a LayerNorm over one element, i.e. a
+  learned constant) are dropped;
+- attention uses query, key, value and output projections as the code does (the paper's Eq. 2 leaves values
+  unprojected); one head as wide as the channels unless ``head_dim`` says otherwise.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CHECKPOINT_FORMAT = "neuroclips_core.perception"
+CHECKPOINT_VERSION = 1
+
+
+class PerceptionCheckpointError(ValueError):
+    """A PR checkpoint is missing, of another kind, or made for another subject's voxel count."""
+
+
+# ================================================================================================ config
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """Sizes of a :class:`PerceptionReconstructor`.  Build with :meth:`paper` or :meth:`sim`.
+
+    Attributes:
+        n_voxels: V, the subject's selected voxels (13447 / 14828 / 9114 for cc2017 subjects 1-3).
+        n_frames: N_f, frames per clip (6: 3 FPS over 2 s).
+        inception_hidden, inception_blocks: width and residual blocks of the Inception Extension's MLP.
+        hidden, n_blocks: width and residual blocks of the MLP backbone.
+        dropout: dropout of both MLPs; ``head_dropout`` after the projection to the coarse embedding.
+        embed_channels, embed_size: the coarse spatial embedding (c, e, e).
+        decoder_channels: channels of the Temporal Upsampling stages, coarse to fine; a 2x upsampling
+            between consecutive stages, so the latent grid is ``embed_size * 2 ** (len - 1)``.
+        layers_per_stage: spatial + temporal layers per stage (the official code: 2).
+        spatial_attention: per stage, whether its spatial layers have self-attention over the H W positions
+            (the middle layer follows the first stage).
+        head_dim: attention head width; 0 = one head as wide as the channels (the official code).
+        norm_groups: GroupNorm groups (reduced to a divisor of the channels where needed).
+        latent_channels: the VAE's latent channels.
+        token_dim: > 0 adds the token projector the official loss distils a teacher into: (e e) tokens of
+            this width per frame; 0 = no projector (Eq. 1 needs none).
+    """
+
+    n_voxels: int
+    n_frames: int = 6
+    inception_hidden: int = 256
+    inception_blocks: int = 1
+    hidden: int = 4096
+    n_blocks: int = 4
+    dropout: float = 0.15
+    head_dropout: float = 0.3
+    embed_channels: int = 64
+    embed_size: int = 7
+    decoder_channels: tuple = (128, 64, 32)
+    layers_per_stage: int = 2
+    spatial_attention: tuple = (True, True, True)
+    head_dim: int = 0
+    norm_groups: int = 32
+    latent_channels: int = 4
+    token_dim: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        object.__setattr__(self, "spatial_attention", tuple(bool(a) for a in self.spatial_attention))
+        positive = ("n_voxels", "n_frames", "inception_hidden", "hidden", "embed_channels", "embed_size",
+                    "layers_per_stage", "latent_channels")
+        bad = [f"{k}={getattr(self, k)}" for k in positive if int(getattr(self, k)) < 1]
+        if bad:
+            raise ValueError(f"PerceptionConfig: expected positive sizes, found {', '.join(bad)}")
+        if not self.decoder_channels:
+            raise ValueError("PerceptionConfig: decoder_channels needs at least one stage")
+        if len(self.spatial_attention) != len(self.decoder_channels):
+            raise ValueError(f"PerceptionConfig: spatial_attention has {len(self.spatial_attention)} entries, "
+                             f"expected one per stage of decoder_channels {self.decoder_channels}")
+        for c in self.decoder_channels:
+            if self.head_dim and c % self.head_dim:
+                raise ValueError(f"PerceptionConfig: head_dim {self.head_dim} does not divide {c} channels")
+
+    @property
+    def latent_size(self) -> int:
+        return self.embed_size * 2 ** (len(self.decoder_channels) - 1)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, s, s) of one frame's latent."""
+        return (self.latent_channels, self.latent_size, self.latent_size)
+
+    @classmethod
+    def paper(cls, n_voxels: int = 13447, **overrides) -> "PerceptionConfig":
+        """The official sizes: Inception Extension h 256, backbone 4096 x 4 blocks, 64 x 7 x 7 coarse embedding,
+        stages (128, 64, 32) -> SD-VAE latents 4 x 28 x 28 of 224 px frames (~228 M parameters at V = 13447)."""
+        return cls(n_voxels=n_voxels, **overrides)
+
+    @classmethod
+    def sim(cls, n_voxels: int, latent_shape: tuple[int, int, int] = (4, 16, 16), **overrides) -> "PerceptionConfig":
+        """Sizes for the CPU and cc2017-sim: the same architecture, ~50x fewer parameters; latents of the VAE
+        stand-in (4 x 16 x 16 of 64 px frames) by default, any (C, s, s) with s = e 2^k otherwise."""
+        c, s, s2 = (int(x) for x in latent_shape)
+        if s != s2:
+            raise ValueError(f"PerceptionConfig.sim: expected square latents (C, s, s), found {latent_shape}")
+        n_up = 2
+        while n_up and s % 2 ** n_up:
+            n_up -= 1
+        base = dict(inception_hidden=128, hidden=512, n_blocks=1, embed_channels=32, embed_size=s // 2 ** n_up,
+                    decoder_channels=(32, 16, 16)[:n_up + 1], spatial_attention=(True, False, False)[:n_up + 1],
+                    layers_per_stage=1, latent_channels=c)
+        return cls(n_voxels=n_voxels, **{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["decoder_channels"], d["spatial_attention"] = list(self.decoder_channels), list(self.spatial_attention)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PerceptionConfig":
+        return cls(**d)
+
+    def with_voxels(self, n_voxels: int) -> "PerceptionConfig":
+        return replace(self, n_voxels=int(n_voxels))
+
+
+# ================================================================================================ blocks
+def _groups(channels: int, wanted: int) -> int:
+    return math.gcd(channels, wanted)
+
+
+class ResidualMLP(nn.Module):
+    """x + Linear(Drop(GELU(Linear(LN(x))))): (..., d) -> (..., d)."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(dim, dim))
+
+    def forward(self, x):
+        return x + self.net(x)
+
+
+class InceptionExtension(nn.Module):
+    """One fMRI sample -> ``n_frames`` pseudo-fMRIs: (B, V) -> (B, F, V).
+
+    A shallow MLP (the paper's words; the official h = 256, one block) ending, as the official code does, in a
+    GELU and dropout on the voxel-level output.
+    """
+
+    def __init__(self, n_voxels: int, n_frames: int, hidden: int, n_blocks: int, dropout: float):
+        super().__init__()
+        self.n_voxels, self.n_frames = n_voxels, n_frames
+        self.lin0 = nn.Sequential(nn.Linear(n_voxels, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.blocks = nn.Sequential(*(ResidualMLP(hidden, dropout) for _ in range(n_blocks)))
+        self.lin1 = nn.Sequential(nn.Linear(hidden, n_frames * n_voxels), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, fmri: torch.Tensor) -> torch.Tensor:
+        return self.lin1(self.blocks(self.lin0(fmri))).view(-1, self.n_frames, self.n_voxels)
+
+
+class ResBlock(nn.Module):
+    """GN SiLU conv3x3 GN SiLU conv3x3 + shortcut: (N, C_in, H, W) -> (N, C_out, H, W)."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.GroupNorm(_groups(c_in, groups), c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+                                 nn.GroupNorm(_groups(c_out, groups), c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.shortcut = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+
+    def forward(self, x):
+        return self.shortcut(x) + self.net(x)
+
+
+class _Attention(nn.Module):
+    """Multi-head self-attention over the middle axis of (N, L, C) with q, k, v and output projections."""
+
+    def __init__(self, channels: int, head_dim: int):
+        super().__init__()
+        self.heads = channels // head_dim if head_dim else 1
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, c = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)                       # (N, heads, L, c / heads)
+        return self.out(y.transpose(1, 2).reshape(n, length, c))
+
+
+class SpatialAttention(nn.Module):
+    """h + Attn(GN(h)) over the H W positions of each frame: (N, C, H, W) -> (N, C, H, W)."""
+
+    def __init__(self, channels: int, groups: int, head_dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(channels, groups), channels)
+        self.attn = _Attention(channels, head_dim)
+
+    def forward(self, h):
+        n, c, hh, ww = h.shape
+        tokens = self.norm(h).flatten(2).transpose(1, 2)                   # (N, H W, C)
+        return h + self.attn(tokens).transpose(1, 2).reshape(n, c, hh, ww)
+
+
+def temporal_position_encoding(n_frames: int, channels: int, device=None, dtype=None) -> torch.Tensor:
+    """Sinusoidal encoding of the frame index: (F, C) (sin on even channels, cos on odd, as in Transformers)."""
+    pos = torch.arange(n_frames, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, channels, 2, device=device, dtype=torch.float32) / channels)
+    pe = torch.zeros(n_frames, channels, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : channels // 2]
+    return pe.to(dtype or torch.float32)
+
+
+class TemporalAttention(nn.Module):
+    """Attention across the F frames of each clip, at every spatial position (E'_Y of Eq. 2, without the residual).
+
+    (B F, C, H, W) -> (B F, C, H, W).  Frames of one clip are consecutive rows (clip-major, as the backbone
+    emits them); each of the B H W sequences holds one clip's F frames at one position, with the sinusoidal
+    frame-index encoding added after the GroupNorm so the attention knows the frame order.
+    """
+
+    def __init__(self, channels: int, groups: int, head_dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(channels, groups), channels)
+        self.attn = _Attention(channels, head_dim)
+
+    def forward(self, h: torch.Tensor, n_frames: int) -> torch.Tensor:
+        bf, c, hh, ww = h.shape
+        b = bf // n_frames
+        # (B, F, C, H, W) -> (B H W, C, F): GroupNorm statistics over channel groups x frames, per position
+        t = h.view(b, n_frames, c, hh, ww).permute(0, 3, 4, 2, 1).reshape(b * hh * ww, c, n_frames)
+        t = self.norm(t).transpose(1, 2)                                   # (B H W, F, C)
+        t = t + temporal_position_encoding(n_frames, c, t.device, t.dtype)
+        y = self.attn(t)                                                   # (B H W, F, C)
+        return y.view(b, hh, ww, n_frames, c).permute(0, 3, 4, 1, 2).reshape(bf, c, hh, ww)
+
+
+class TemporalUpsamplingLayer(nn.Module):
+    """Spatial layer, learnable residual mix, temporal attention, learnable residual mix (App. B.1).
+
+    (B F, C_in, H, W) -> (B F, C_out, H, W).  ``eta_spatial`` starts at 0 (the spatial layer's output alone,
+    as the official code), ``eta_temporal`` at 1 (temporal attention off at the start, as the official code;
+    it is learned like every other weight).
+    """
+
+    def __init__(self, c_in: int, c_out: int, spatial_attention: bool, groups: int, head_dim: int):
+        super().__init__()
+        self.res = ResBlock(c_in, c_out, groups)
+        self.spatial = SpatialAttention(c_out, groups, head_dim) if spatial_attention else None
+        self.temporal = TemporalAttention(c_out, groups, head_dim)
+        self.eta_spatial = nn.Parameter(torch.tensor(0.0))
+        self.eta_temporal = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, h: torch.Tensor, n_frames: int) -> torch.Tensor:
+        s = self.res(h)
+        if self.spatial is not None:
+            s = self.spatial(s)
+        h = self.eta_spatial * self.res.shortcut(h) + (1 - self.eta_spatial) * s
+        return h + (1 - self.eta_temporal) * self.temporal(h, n_frames)
+
+
+class TemporalUpsampling(nn.Module):
+    """Coarse embedding (B F, c, e, e) -> latents (B F, C_lat, s, s), s = e 2^(stages - 1)."""
+
+    def __init__(self, cfg: PerceptionConfig):
+        super().__init__()
+        ch, g, hd = cfg.decoder_channels, cfg.norm_groups, cfg.head_dim
+        self.conv_in = nn.Conv2d(cfg.embed_channels, ch[0], 3, padding=1)
+        self.mid = TemporalUpsamplingLayer(ch[0], ch[0], cfg.spatial_attention[0], g, hd)
+        self.stages = nn.ModuleList()
+        self.upsamplers = nn.ModuleList()
+        c_prev = ch[0]
+        for i, c in enumerate(ch):
+            self.stages.append(nn.ModuleList(
+                TemporalUpsamplingLayer(c_prev if j == 0 else c, c, cfg.spatial_attention[i], g, hd)
+                for j in range(cfg.layers_per_stage)))
+            c_prev = c
+            if i < len(ch) - 1:
+                self.upsamplers.append(nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"),
+                                                     nn.Conv2d(c, c, 3, padding=1)))
+        self.out = nn.Sequential(nn.GroupNorm(_groups(ch[-1], g), ch[-1]), nn.SiLU(),
+                                 nn.Conv2d(ch[-1], cfg.latent_channels, 3, padding=1))
+
+    def forward(self, b: torch.Tensor, n_frames: int) -> torch.Tensor:
+        h = self.mid(self.conv_in(b), n_frames)
+        for i, layers in enumerate(self.stages):
+            for layer in layers:
+                h = layer(h, n_frames)
+            if i < len(self.upsamplers):
+                h = self.upsamplers[i](h)
+        return self.out(h)
+
+
+class TokenProjector(nn.Module):
+    """Coarse embedding (N, c, e, e) -> tokens (N, e e, D): the official code's 1x1-conv projector, the student
+    of its soft token distillation (conv, GN, ReLU, conv, GN, ReLU, conv)."""
+
+    def __init__(self, channels: int, dim: int, groups: int = 1):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, dim, 1, bias=False), nn.GroupNorm(groups, dim), nn.ReLU(),
+                                 nn.Conv2d(dim, dim, 1, bias=False), nn.GroupNorm(groups, dim), nn.ReLU(),
+                                 nn.Conv2d(dim, dim, 1))
+
+    def forward(self, b):
+        return self.net(b).flatten(2).transpose(1, 2)
+
+
+# ================================================================================================= model
+class PerceptionReconstructor(nn.Module):
+    """fMRI (B, V) -> VAE latents (B, F, C_lat, s, s) of the clip's F frames (see the module docstring)."""
+
+    def __init__(self, config: PerceptionConfig):
+        super().__init__()
+        c = self.config = config
+        self.inception = InceptionExtension(c.n_voxels, c.n_frames, c.inception_hidden, c.inception_blocks, c.dropout)
+        self.ridge = nn.Linear(c.n_voxels, c.hidden)        # "ridge1" of the official code: a learned linear map
+        self.backbone = nn.Sequential(*(ResidualMLP(c.hidden, c.dropout) for _ in range(c.n_blocks)))
+        self.to_embedding = nn.Sequential(nn.Linear(c.hidden, c.embed_channels * c.embed_size ** 2),
+                                          nn.Dropout(c.head_dropout))
+        self.embed_norm = nn.GroupNorm(1, c.embed_channels)
+        self.decoder = TemporalUpsampling(c)
+        self.token_projector = TokenProjector(c.embed_channels, c.token_dim) if c.token_dim else None
+
+    def embed(self, fmri: torch.Tensor) -> torch.Tensor:
+        """fMRI (B, V) -> coarse spatial embeddings (B F, c, e, e), frames of a clip in consecutive rows."""
+        c = self.config
+        if fmri.ndim != 2 or fmri.shape[1] != c.n_voxels:
+            raise ValueError(f"PerceptionReconstructor: expected fMRI of shape (B, {c.n_voxels}), "
+                             f"found {tuple(fmri.shape)}")
+        pseudo = self.inception(fmri)                                      # (B, F, V)
+        x = self.backbone(self.ridge(pseudo.reshape(-1, c.n_voxels)))      # (B F, hidden)
+        b = self.to_embedding(x).view(-1, c.embed_channels, c.embed_size, c.embed_size)
+        return self.embed_norm(b)
+
+    def forward(self, fmri: torch.Tensor, return_tokens: bool = False):
+        """fMRI (B, V) -> latents (B, F, C_lat, s, s); with ``return_tokens`` also the projector's tokens
+        (B, F, e e, token_dim) (needs ``token_dim`` > 0)."""
+        c = self.config
+        b = self.embed(fmri)
+        latents = self.decoder(b, c.n_frames).view(-1, c.n_frames, *c.latent_shape)
+        if not return_tokens:
+            return latents
+        if self.token_projector is None:
+            raise ValueError("PerceptionReconstructor: return_tokens needs a token projector; build the model "
+                             "with PerceptionConfig(token_dim=D) (the official loss does)")
+        tokens = self.token_projector(b)
+        return latents, tokens.view(-1, c.n_frames, *tokens.shape[1:])
+
+    @torch.no_grad()
+    def init_from_ridge(self, coef: torch.Tensor, fmri: torch.Tensor) -> None:
+        """Start the Inception Extension's first layer in the subspace a closed-form ridge found predictive.
+
+        ``coef`` (V, K): ridge weights fMRI -> the flattened target latents (K = F C s s); ``fmri`` (n, V): the
+        training inputs.  The layer's ``inception_hidden`` rows become the leading left singular vectors of
+        ``coef`` (scaled by their singular values), normalised to unit variance and zero mean on ``fmri``: the
+        network starts from the voxel-space directions ridge regression uses, instead of random ones.  Not in
+        the official code (random initialisation); the sim recipe uses it because a few CPU minutes of SGD
+        from random weights do not reach what ridge's closed form gets from the same noisy data.
+        """
+        lin = self.inception.lin0[0]
+        h = lin.out_features
+        coef = coef.to(torch.float32)
+        rank = min(h, *coef.shape)
+        u, sv, _ = torch.svd_lowrank(coef, q=min(rank + 10, *coef.shape), niter=4)
+        w = (u[:, :rank] * sv[:rank]).T                                   # (rank, V)
+        x = fmri.to(torch.float32)
+        feats = x @ w.T
+        scale = feats.std(0).clamp_min(1e-8)
+        w = w / scale[:, None]
+        lin.weight[:rank] = w.to(lin.weight)
+        lin.bias[:rank] = -(x.mean(0) @ w.T).to(lin.bias)
+
+    def voxel_weights(self) -> torch.Tensor:
+        """(V,) L2 norm of each voxel's input weights (the Inception Extension's first layer): how much the
+        model reads each voxel, for flat maps."""
+        return self.inception.lin0[0].weight.detach().float().norm(dim=0).cpu()
+
+    # ------------------------------------------------------------------------------------- checkpoint
+    def save(self, path: str | os.PathLike, **meta) -> Path:
+        """Write ``{format, version, config, n_voxels, state_dict, meta}`` to ``path`` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config.to_dict(),
+                    "n_voxels": self.config.n_voxels,
+                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}, "meta": meta}, tmp)
+        os.replace(tmp, path)
+        return path
+
+
+def load_perception(path: str | os.PathLike, n_voxels: int | None = None, device: str | torch.device = "cpu",
+                    subject: int | None = None) -> tuple[PerceptionReconstructor, dict]:
+    """Load a checkpoint written by :meth:`PerceptionReconstructor.save` -> (model in eval mode, meta).
+
+    Args:
+        n_voxels: the voxel count of the subject the model will read; a checkpoint made for another count
+            raises :class:`PerceptionCheckpointError` (a PR is trained per subject: its first layers are
+            indexed by that subject's selected voxels).
+        subject: only to name the subject in that error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PerceptionCheckpointError(f"{path}: no Perception Reconstructor checkpoint there; train one with "
+                                        "neuroclips_core.perception_run.train_perception(cfg)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise PerceptionCheckpointError(f"{path}: expected a {CHECKPOINT_FORMAT!r} checkpoint, found {found!r}")
+    found_v = int(ckpt["n_voxels"])
+    if n_voxels is not None and int(n_voxels) != found_v:
+        who = f"subject {subject}" if subject is not None else "the data given"
+        made = ckpt.get("meta", {}).get("subject")
+        raise PerceptionCheckpointError(
+            f"{path}: this Perception Reconstructor was trained for {found_v} voxels"
+            f"{f' (subject {made})' if made is not None else ''}, but {who} has {int(n_voxels)} selected voxels. "
+            "A PR reads one subject's voxel selection and cannot be moved to another: load the checkpoint of "
+            f"{who} or train one for it (train_perception(cfg) with subject={subject if subject else 'N'}).")
+    model = PerceptionReconstructor(PerceptionConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt.get("meta", {})
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

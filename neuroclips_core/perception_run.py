@@ -1,0 +1,453 @@
+"""Chapter 02's core: train (or resume, or reuse) one subject's Perception Reconstructor and write its artifacts.
+
+``train_perception(cfg)`` does every step, each one skipped when its result is already there::
+
+    runs/<profile>/subjNN/perception/
+        checkpoint.pt        the selected PR (config, weights, voxel count; load_perception reads it)
+        history.json         training curves (per-epoch train/validation means, training loss every few steps)
+        blurry_test.npy      uint8 (N_test, 6, H, W, 3): decoded predictions for the test clips
+        metrics.json         PR and baselines: SSIM S1/S2/S2', PSNR, pixel correlation, motion agreement
+        baselines/mean_frame_test.npy, baselines/ridge_test.npy    the baselines' videos, same shape
+        train/               last.pt, best.pt, history.json: the resumable training state
+    runs/<profile>/cache/vae_latents/<vae>-<frames>.npy   VAE latents of the training frames (the stimuli are
+                                                           the same for every subject, so they are encoded once)
+
+Training uses the training split of the store's training clips; the kept epoch is the one with the lowest
+validation MAE on whole held-out training segments (:meth:`~neuroclips_core.data.store.Store.train_val_split`);
+the test set is only predicted, once, at the end.  Test inputs are the mean of the 10 test repetitions (as the
+official code); training draws one of the 2 repetitions per clip and epoch (the official code alternates them).
+
+Baselines (same data, same frames, same metrics): the **mean training frame** (every test frame predicted as the
+per-pixel mean of the training split's frames) and **ridge** regression from the fMRI (mean of repetitions) to the
+same VAE latents, its penalty chosen on the validation split (:class:`~neuroclips_core.models.ridge.RidgeRegression`),
+decoded by the same VAE.
+
+A run is reused when ``metrics.json`` records the same parameters (run config, seed, store and VAE
+fingerprints); an interrupted run resumes from ``train/last.pt``; changed parameters retrain from scratch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError, RunConfig
+from .data.store import ClipDataset, Store
+from .metrics import video_metrics
+from .models.losses import LossConfig, PerceptionLoss
+from .models.perception import PerceptionConfig, PerceptionReconstructor, count_parameters, load_perception
+from .models.ridge import RidgeRegression
+from .pipelines.blurry import decode_latents, encode_frames, predict_latents, save_npy_atomic
+from .train import FitSettings, fit, write_json_atomic
+
+
+# ================================================================================================== config
+#: The sim recipe's loss: Eq. 1 (MAE + the within-clip contrastive term) with that term at a quarter weight,
+#: plus a CLIP-style term across the batch.  At full weight Eq. 1's term swamps the MAE on cc2017-sim: a clip's
+#: six frames 1/3 s apart are near copies, so telling them apart pushes the prediction off the latents.
+SIM_LOSS = LossConfig(kind="paper", contrastive_weight=0.25, negatives="clip", batch_contrastive_weight=1.0)
+
+
+@dataclass(frozen=True)
+class PerceptionRunConfig:
+    """How the PR is trained for a subject (everything here is recorded and checked on reuse/resume).
+
+    Attributes:
+        size: ``"sim"`` or ``"paper"`` model sizes (:class:`PerceptionConfig`); ``model`` overrides fields.
+        loss: :class:`LossConfig` (``kind="paper"``: Eq. 1; ``"official"``: L1 + soft token distillation).
+        epochs, batch_size, lr, weight_decay, pct_start, grad_clip: optimisation (AdamW + OneCycle).
+        repetition: training fMRI per clip: ``"random"`` (one of the 2 per epoch) or ``"mean"``.
+        val_fraction: share of training segments held out for model selection.
+        max_train_clips: train on the first this many clips of the training split only (quick mode).
+        init_from_ridge: start the Inception Extension's first layer from the ridge baseline's predictive
+            subspace (:meth:`PerceptionReconstructor.init_from_ridge`; the official code starts at random).
+        baselines: also score the mean-frame and ridge baselines.
+        batch_size_eval: batch size of prediction, VAE encoding and decoding.
+    """
+
+    size: str = "sim"
+    model: dict = field(default_factory=dict)
+    loss: LossConfig = field(default_factory=lambda: SIM_LOSS)
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    pct_start: float | None = None
+    grad_clip: float | None = None
+    repetition: str = "random"
+    val_fraction: float = 0.1
+    max_train_clips: int | None = None
+    init_from_ridge: bool = True
+    baselines: bool = True
+    batch_size_eval: int = 64
+
+    def __post_init__(self):
+        if self.size not in ("sim", "paper"):
+            raise ValueError(f"PerceptionRunConfig.size must be 'sim' or 'paper', found {self.size!r}")
+        if self.repetition not in ("random", "mean"):
+            raise ValueError(f"PerceptionRunConfig.repetition must be 'random' or 'mean', found {self.repetition!r}")
+
+    @classmethod
+    def sim(cls, **overrides) -> "PerceptionRunConfig":
+        """The default sim recipe (cc2017-sim default preset, CPU): a few minutes on 2 cores."""
+        return cls(**overrides)
+
+    @classmethod
+    def quick(cls, **overrides) -> "PerceptionRunConfig":
+        """Quick mode (tests, CI): the sim model on at most 480 training clips for 2 epochs."""
+        return cls(**{"epochs": 2, "max_train_clips": 480, **overrides})
+
+    @classmethod
+    def paper(cls, **overrides) -> "PerceptionRunConfig":
+        """The official recipe on a GPU: paper sizes, batch 40, lr 3e-4, 150 epochs (App. A; the README's 80)."""
+        return cls(**{"size": "paper", "epochs": 150, "batch_size": 40, "lr": 3e-4, "init_from_ridge": False,
+                      "loss": LossConfig(), **overrides})
+
+    @classmethod
+    def for_config(cls, cfg: RunConfig, **overrides) -> "PerceptionRunConfig":
+        """The recipe a chapter run uses: quick, sim or paper by ``cfg``."""
+        if cfg.quick:
+            return cls.quick(**overrides)
+        return cls.sim(**overrides) if cfg.profile == "sim" else cls.paper(**overrides)
+
+    def model_config(self, n_voxels: int, latent_shape: tuple[int, int, int], token_dim: int = 0) -> PerceptionConfig:
+        """The PR's sizes for a subject's voxel count and the VAE's latent shape; ``token_dim``: the official
+        loss's teacher token width (0 for Eq. 1)."""
+        extra = {"token_dim": int(token_dim), **self.model}
+        if self.size == "paper":
+            base = PerceptionConfig.paper(n_voxels, **extra)
+            if base.latent_shape != tuple(latent_shape):
+                raise ConfigError(f"the paper-size PR predicts latents {base.latent_shape} but the VAE gives "
+                                  f"{tuple(latent_shape)}; use 224 px frames with the SD VAE, or size='sim'")
+            return base
+        return PerceptionConfig.sim(n_voxels, latent_shape, **extra)
+
+    def fit_settings(self, seed: int) -> FitSettings:
+        return FitSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                           pct_start=self.pct_start, grad_clip=self.grad_clip, select="mae", mode="min", seed=seed)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["loss"] = self.loss.to_dict()
+        return d
+
+
+# ================================================================================================ datasets
+class LatentClips(torch.utils.data.Dataset):
+    """A :class:`~neuroclips_core.data.store.ClipDataset` split plus each clip's target latents.
+
+    Items: ``{"fmri": (V,), "latents": (F, C, h, w)}`` (+ ``"frames"`` (F, 3, H, W) in [0, 1] with frames).
+    ``latents`` is indexed by the store's clip row (``item["index"]``); ``subset`` keeps the first rows of the split.
+    """
+
+    def __init__(self, clips: ClipDataset, latents: np.ndarray, subset: int | None = None):
+        self.clips, self.latents = clips, latents
+        self.n = len(clips) if subset is None else min(len(clips), int(subset))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.clips.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.clips[i]
+        out = {"fmri": item["fmri"], "latents": torch.from_numpy(np.ascontiguousarray(self.latents[item["index"]]))}
+        if "frames" in item:
+            out["frames"] = item["frames"]
+        return out
+
+
+# ============================================================================================ fingerprints
+def _sha1_array(a: np.ndarray, chunk_rows: int = 256) -> str:
+    h = hashlib.sha1(f"{a.dtype}{a.shape}".encode())
+    for s in range(0, len(a), chunk_rows):
+        h.update(np.ascontiguousarray(a[s:s + chunk_rows]).data)
+    return h.hexdigest()
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """sha1 of a model's weights (and config, when it has one): which VAE made a set of latents."""
+    h = hashlib.sha1()
+    cfg = getattr(module, "config", None)
+    if cfg is not None:
+        h.update(json.dumps(dict(cfg), sort_keys=True, default=str).encode())
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def store_fingerprint(store: Store) -> str:
+    """sha1 of the store's meta.json and voxel selection: a rebuilt or different store changes it."""
+    h = hashlib.sha1((store.path / "meta.json").read_bytes())
+    h.update(np.ascontiguousarray(store.voxel_indices).data)
+    h.update(str(store.fmri_train.shape).encode())
+    return h.hexdigest()
+
+
+def cached_latents(vae, frames: np.ndarray, cache_dir: str | os.PathLike, batch_size: int = 64,
+                   progress: bool = True) -> np.ndarray:
+    """VAE latents (N, F, C, h, w) of ``frames`` (N, F, H, W, 3), from ``cache_dir`` when this VAE already encoded
+    the same frames (keyed by both fingerprints), else encoded and saved there (atomically)."""
+    key = f"{module_fingerprint(vae)[:16]}-{_sha1_array(frames)[:16]}.npy"
+    path = Path(cache_dir) / key
+    if path.is_file():
+        return np.load(path)
+    latents = encode_frames(vae, frames, batch_size=batch_size, progress=progress)
+    save_npy_atomic(path, latents)
+    return latents
+
+
+# ================================================================================================ models
+def default_vae(cfg: RunConfig, device=None):
+    """The VAE of ``cfg``'s profile: the shipped stand-in (sim) or ``weights.yml``'s ``vae`` (paper; the file is
+    ``cfg.extra["weights"]`` or ``$NEUROCLIPS_WEIGHTS``)."""
+    device = device or cfg.torch_device()
+    if cfg.profile == "sim":
+        from .zoo import load_standin
+
+        return load_standin("vae", device=device)
+    weights = cfg.extra.get("weights") or os.environ.get("NEUROCLIPS_WEIGHTS")
+    if not weights:
+        raise ConfigError("the paper profile needs the real SD VAE: pass weights=<weights.yml> to make_config or "
+                          "set NEUROCLIPS_WEIGHTS (see neuroclips_core/zoo/weights.example.yml)")
+    from .zoo import load_weights_file
+
+    return load_weights_file(weights).load("vae", device=str(device))
+
+
+def default_teacher(cfg: RunConfig):
+    """The official loss's token teacher: the frame-classifier stand-in's ViT tokens (sim).  The paper's
+    ConvNeXt-XL teacher is not a zoo role; pass ``teacher=`` to :func:`train_perception` for the paper profile."""
+    if cfg.profile != "sim":
+        raise ConfigError("the official PR loss needs a teacher network (the official code: MindEye2's ConvNeXt-XL, "
+                          "not a zoo role): pass teacher=<module: frames (N, 3, H, W) in [0, 1] -> tokens (N, T, D)> "
+                          "to train_perception, or use the paper's Eq. 1 (LossConfig(kind='paper'))")
+    from .models.losses import ViTTokenTeacher
+    from .zoo import load_standin
+
+    return ViTTokenTeacher(load_standin("frame_classifier"))
+
+
+# ================================================================================================ results
+@dataclass
+class PerceptionResult:
+    """What :func:`train_perception` made.  ``metrics`` is metrics.json; ``history`` history.json."""
+
+    folder: Path
+    subject: int
+    metrics: dict
+    history: dict
+    reused: bool
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoint.pt"
+
+    @property
+    def blurry_path(self) -> Path:
+        return self.folder / "blurry_test.npy"
+
+    def blurry(self) -> np.ndarray:
+        """uint8 (N_test, 6, H, W, 3), memory-mapped."""
+        return np.load(self.blurry_path, mmap_mode="r")
+
+    def baseline(self, name: str) -> np.ndarray:
+        """``"mean_frame"`` or ``"ridge"`` test videos, uint8 like :meth:`blurry`."""
+        return np.load(self.folder / "baselines" / f"{name}_test.npy", mmap_mode="r")
+
+    def load_model(self, n_voxels: int | None = None, device="cpu") -> PerceptionReconstructor:
+        return load_perception(self.checkpoint, n_voxels=n_voxels, device=device, subject=self.subject)[0]
+
+
+def perception_dir(cfg: RunConfig, subject: int | None = None) -> Path:
+    return cfg.run_root / cfg.profile / f"subj{(subject or cfg.subject):02d}" / "perception"
+
+
+def load_perception_result(cfg: RunConfig, subject: int | None = None) -> PerceptionResult:
+    """The artifacts of a finished run (no training); FileNotFoundError naming the command if there are none."""
+    subject = subject or cfg.subject
+    folder = perception_dir(cfg, subject)
+    if not (folder / "metrics.json").is_file():
+        raise FileNotFoundError(f"{folder}: no finished Perception Reconstructor run for subject {subject}; run "
+                                "train_perception(cfg) (or chapter 02) first")
+    history = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else {}
+    return PerceptionResult(folder, subject, json.loads((folder / "metrics.json").read_text()), history, True)
+
+
+# ================================================================================================ training
+def train_perception(cfg: RunConfig, subject: int | None = None, run: PerceptionRunConfig | None = None, *,
+                     store: Store | None = None, vae=None, teacher=None, retrain: bool = False,
+                     progress: bool = True, stop_after_epochs: int | None = None) -> PerceptionResult:
+    """Train (or resume, or reuse) the PR of ``subject`` and write its artifacts (module docstring).
+
+    Args:
+        cfg: the run config (profile, seed, paths, device).
+        subject: default ``cfg.subject``.
+        run: the recipe; default :meth:`PerceptionRunConfig.for_config` (quick / sim / paper).
+        store: the subject's processed store (default: :func:`~neuroclips_core.data.ensure.ensure_store`).
+        vae: the VAE whose latents the PR predicts (default :func:`default_vae`).
+        teacher: the official loss's token teacher (default :func:`default_teacher`; unused by Eq. 1).
+        retrain: train from scratch even if a finished or interrupted run is there.
+        progress: progress bars and per-epoch lines.
+        stop_after_epochs: stop training after this many epochs (a deliberate interruption); the returned
+            result then has ``metrics == {}`` and the next call resumes.
+
+    Returns:
+        :class:`PerceptionResult` (``reused`` tells whether a finished run was found).
+    """
+    subject = int(subject or cfg.subject)
+    run = run or PerceptionRunConfig.for_config(cfg)
+    device = cfg.torch_device()
+    if store is None:
+        from .data.ensure import ensure_store
+
+        store = ensure_store(cfg, subject, progress=progress)
+    if not store.has_frames:
+        raise ConfigError(f"{store.path}: the PR learns from the clips' frames but this store has none; prepare it "
+                          "with frames (python -m neuroclips_core prepare without --no-frames)")
+    vae = vae if vae is not None else default_vae(cfg, device)
+    out = perception_dir(cfg, subject)
+    params = {"run": run.to_dict(), "seed": cfg.seed, "subject": subject, "store": store_fingerprint(store),
+              "vae": module_fingerprint(vae), "n_voxels": store.n_voxels}
+    params = json.loads(json.dumps(params))
+    if not retrain and (out / "metrics.json").is_file():
+        done = json.loads((out / "metrics.json").read_text())
+        if done.get("params") == params and (out / "checkpoint.pt").is_file() and (out / "blurry_test.npy").is_file():
+            return load_perception_result(cfg, subject)
+    if retrain or not _same_params(out, params):
+        shutil.rmtree(out, ignore_errors=True)          # another run's artifacts and training state
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "params.json", params)
+    timings = {}
+
+    t0 = time.monotonic()
+    latents = cached_latents(vae, store.frames_train, cfg.run_root / cfg.profile / "cache" / "vae_latents",
+                             run.batch_size_eval, progress)
+    timings["encode_targets_s"] = round(time.monotonic() - t0, 1)
+    ridge = None
+    if run.baselines or run.init_from_ridge:     # fitted first: the baseline, and the PR's starting subspace
+        t0 = time.monotonic()
+        ridge, ridge_x = _fit_ridge(store, latents, run)
+        timings["ridge_s"] = round(time.monotonic() - t0, 1)
+    official = run.loss.kind == "official"
+    train_set = LatentClips(ClipDataset(store, "train", repetition=run.repetition, with_frames=official, seed=cfg.seed,
+                                        val_fraction=run.val_fraction), latents, run.max_train_clips)
+    val_set = LatentClips(ClipDataset(store, "val", repetition="mean", with_frames=official,
+                                      val_fraction=run.val_fraction), latents)
+    if official:
+        teacher = teacher if teacher is not None else default_teacher(cfg)
+        with torch.no_grad():                            # the student's tokens must be as wide as the teacher's
+            token_dim = teacher(val_set[0]["frames"][:1]).shape[-1]
+    model_cfg = run.model_config(store.n_voxels, latents.shape[2:], token_dim if official else 0)
+    cfg.seed_everything()                                # the model's initial weights
+    model = PerceptionReconstructor(model_cfg)
+    if run.init_from_ridge:
+        model.init_from_ridge(ridge.coef_, torch.from_numpy(ridge_x))
+    loss = PerceptionLoss(run.loss, teacher=teacher if official else None)
+
+    def loss_fn(m, batch, generator):
+        return loss(m(batch["fmri"], return_tokens=official), batch, generator)
+
+    t0 = time.monotonic()
+    result = fit(model, loss_fn, train_set, val_set, run.fit_settings(cfg.seed), out / "train",
+                 identity={"params": params, "model": model_cfg.to_dict()}, device=device, progress=progress,
+                 stop_after_epochs=stop_after_epochs)
+    timings["train_s"] = round(time.monotonic() - t0, 1)
+    if not result.finished:
+        return PerceptionResult(out, subject, {}, result.history, False)
+    model = result.model.to(device)
+    model.save(out / "checkpoint.pt", subject=subject, best_epoch=result.best_epoch, val_mae=result.best_score,
+               params=params)
+    write_json_atomic(out / "history.json", result.history)
+
+    t0 = time.monotonic()
+    test_fmri = np.asarray(store.fmri_test, dtype=np.float32).mean(axis=1)      # (N_test, V): the 10 repetitions
+    blurry = decode_latents(vae, predict_latents(model, test_fmri, run.batch_size_eval),
+                            run.batch_size_eval, progress)
+    save_npy_atomic(out / "blurry_test.npy", blurry)
+    timings["predict_decode_s"] = round(time.monotonic() - t0, 1)
+    gt = np.asarray(store.frames_test)
+    metrics = {"subject": subject, "params": params, "n_parameters": count_parameters(model),
+               "n_train": len(train_set), "n_val": len(val_set), "n_test": int(len(gt)),
+               "best_epoch": result.best_epoch, "val_mae": result.best_score,
+               "model": model_cfg.to_dict(), "pr": video_metrics(blurry, gt)}
+    if run.baselines:
+        t0 = time.monotonic()
+        metrics["baselines"] = _baselines(store, vae, ridge, latents.shape[1:], test_fmri, gt, out, run, progress)
+        metrics["ridge"] = {"lambda": float(ridge.lambda_), "form": ridge.form_,
+                            "val_mse": {f"{k:.4g}": v for k, v in ridge.val_mse_.items()}}
+        timings["baselines_s"] = round(time.monotonic() - t0, 1)
+        metrics["verdict"] = verdict(metrics)
+    metrics["timings"] = timings
+    metrics = _json_clean(metrics)
+    write_json_atomic(out / "metrics.json", metrics)
+    return PerceptionResult(out, subject, metrics, result.history, False)
+
+
+def _json_clean(obj):
+    """NaN and infinities -> None (strict JSON; e.g. the motion correlation of a video that never moves)."""
+    if isinstance(obj, dict):
+        return {k: _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _same_params(out: Path, params: dict) -> bool:
+    path = out / "params.json"
+    return path.is_file() and json.loads(path.read_text()) == params
+
+
+def _train_val_rows(store: Store, run: PerceptionRunConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted store rows of the training split (first ``max_train_clips``) and of the validation split."""
+    train_idx, val_idx = store.train_val_split(run.val_fraction)
+    if run.max_train_clips is not None:
+        train_idx = train_idx[:run.max_train_clips]
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def _fit_ridge(store: Store, latents: np.ndarray, run: PerceptionRunConfig) -> tuple[RidgeRegression, np.ndarray]:
+    """Ridge fMRI (mean of the 2 repetitions) -> flattened latents on the training split, penalty chosen on the
+    validation split.  Returns (the fit, its training inputs (n, V))."""
+    i_tr, i_va = _train_val_rows(store, run)
+    x_tr = np.asarray(store.fmri_train[i_tr], np.float32).mean(axis=1)
+    x_va = np.asarray(store.fmri_train[i_va], np.float32).mean(axis=1)
+    flat = latents.reshape(len(latents), -1)
+    return RidgeRegression().fit(x_tr, flat[i_tr], x_va, flat[i_va]), x_tr
+
+
+def _baselines(store: Store, vae, ridge: RidgeRegression, latent_shape: tuple, test_fmri: np.ndarray,
+               gt: np.ndarray, out: Path, run: PerceptionRunConfig, progress: bool) -> dict:
+    """Mean training frame and ridge fMRI -> latents, decoded: writes their videos, returns their metrics."""
+    i_tr, _ = _train_val_rows(store, run)
+    total = np.zeros(gt.shape[2:], np.float64)
+    for a in range(0, len(i_tr), 256):                                # chunked: frames may not fit in memory
+        total += np.asarray(store.frames_train[i_tr[a:a + 256]], np.float64).sum(axis=(0, 1))
+    mean_frame = np.rint(total / (len(i_tr) * gt.shape[1])).astype(np.uint8)
+    mean_videos = np.broadcast_to(mean_frame, gt.shape).copy()
+    save_npy_atomic(out / "baselines" / "mean_frame_test.npy", mean_videos)
+    pred = ridge.predict(test_fmri).reshape(len(test_fmri), *latent_shape)
+    ridge_videos = decode_latents(vae, pred, run.batch_size_eval, progress)
+    save_npy_atomic(out / "baselines" / "ridge_test.npy", ridge_videos)
+    return {"mean_frame": video_metrics(mean_videos, gt), "ridge": video_metrics(ridge_videos, gt)}
+
+
+def verdict(metrics: dict, keys=("ssim_s2", "pixcorr")) -> dict:
+    """The issue's acceptance checks from a metrics.json: PR above every baseline on ``keys``; motion r > 0."""
+    pr = metrics["pr"]
+    out = {f"{k}_beats_{b}": pr[k]["mean"] > m[k]["mean"] for k in keys for b, m in metrics["baselines"].items()}
+    out["moves_with_stimulus"] = pr["motion"]["spearman"] > 0
+    out["all"] = all(out.values())
+    return out
