@@ -302,7 +302,7 @@ def test_vae_round_trip_shapes_and_batch_invariance(store, vae):
     model = PerceptionReconstructor(PerceptionConfig.sim(V, latent_shape=(4, 4, 4))).eval()
     x = np.asarray(store.fmri_test[:, 0])
     np.testing.assert_allclose(predict_latents(model, x, batch_size=5), predict_latents(model, x, batch_size=24),
-                               atol=1e-5)
+                               atol=1e-4)   # float32 kernels differ by batch size
 
 
 # ------------------------------------------------------------------------------------ train_perception
