@@ -72,7 +72,8 @@ def measure(part: str, steps: int, batch: int, threads: int | None, voxels: int)
         step()
     sync()
     seconds = (time.perf_counter() - t0) / steps
-    out = {"part": part, "device": str(device) + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""),
+    name = f"cuda ({torch.cuda.get_device_name()})" if device.type == "cuda" else "cpu"
+    out = {"part": part, "device": name,
            "threads": torch.get_num_threads(), "voxels": voxels, "latents": list(cfg.latent_shape),
            "parameters": count_parameters(model), "batch": batch, "bf16": bf16, "step_s": seconds,
            "clips_per_s": batch / seconds, "peak_rss_mb": _peak_rss_mb(), "rss_before_model_mb": rss0}

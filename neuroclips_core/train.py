@@ -79,7 +79,8 @@ class FitSettings:
         if self.mode not in ("min", "max"):
             raise ValueError(f"FitSettings.mode must be 'min' or 'max', found {self.mode!r}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
-            raise ValueError(f"FitSettings.mixed_precision must be 'auto', 'no' or 'bf16', found {self.mixed_precision!r}")
+            raise ValueError(f"FitSettings.mixed_precision must be 'auto', 'no' or 'bf16', "
+                             f"found {self.mixed_precision!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

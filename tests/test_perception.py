@@ -4,7 +4,6 @@ and the voxel-count check, the losses, blurry-video helpers (interpolation, atom
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -15,8 +14,9 @@ from neuroclips_core.config import make_config
 from neuroclips_core.data.store import STORE_FORMAT, Store, StoreWriter, clip_ranges
 from neuroclips_core.models import losses as L
 from neuroclips_core.models.perception import (PerceptionCheckpointError, PerceptionConfig, PerceptionReconstructor,
-                                               TemporalAttention, count_parameters, load_perception)
-from neuroclips_core.perception_run import PerceptionRunConfig, load_perception_result, train_perception
+                                               TemporalAttention, count_parameters, load_perception, shape_table)
+from neuroclips_core.perception_run import (PerceptionRunConfig, cached_latents, load_perception_result,
+                                             train_perception)
 from neuroclips_core.pipelines.blurry import (decode_latents, encode_frames, interpolate_frames, predict_latents,
                                               save_npy_atomic)
 from neuroclips_core.zoo.tiny import tiny_frame_classifier, tiny_vae
@@ -88,6 +88,18 @@ def test_sim_size_shapes_and_latent_grid():
     assert small.embed_size == 1 and PerceptionReconstructor(small)(torch.randn(2, 40)).shape == (2, 6, 4, 4, 4)
     with pytest.raises(ValueError, match=r"expected fMRI of shape \(B, 500\)"):
         PerceptionReconstructor(cfg)(torch.randn(2, 499))
+
+
+def test_shape_table_follows_the_forward_pass():
+    model = PerceptionReconstructor(PerceptionConfig.sim(500))
+    rows = shape_table(model, batch=2)
+    shapes = {r["stage"]: r["output shape"] for r in rows}
+    assert shapes["Inception Extension"] == (2, 6, 500)
+    assert shapes["coarse embedding (GroupNorm)"] == (12, 32, 4, 4)
+    assert shapes["upsample 2"] == (12, 16, 16, 16)
+    assert rows[-1]["output shape"] == (2, 6, 4, 16, 16)
+    assert sum(r["parameters"] for r in rows) == count_parameters(model)
+    assert model.training                                   # the mode it had
 
 
 def _available_ram_gb() -> float:
@@ -187,7 +199,8 @@ def test_token_projector_and_voxel_weights():
     assert latents.shape == (3, 6, 4, 8, 8) and tokens.shape == (3, 6, 4, 16)     # 2 x 2 coarse grid
     assert model.voxel_weights().shape == (40,)
     with pytest.raises(ValueError, match="token_dim"):
-        PerceptionReconstructor(PerceptionConfig.sim(40, latent_shape=(4, 8, 8)))(torch.randn(1, 40), return_tokens=True)
+        no_projector = PerceptionReconstructor(PerceptionConfig.sim(40, latent_shape=(4, 8, 8)))
+        no_projector(torch.randn(1, 40), return_tokens=True)
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -303,6 +316,19 @@ def test_vae_round_trip_shapes_and_batch_invariance(store, vae):
     x = np.asarray(store.fmri_test[:, 0])
     np.testing.assert_allclose(predict_latents(model, x, batch_size=5), predict_latents(model, x, batch_size=24),
                                atol=1e-4)   # float32 kernels differ by batch size
+
+
+def test_cached_latents_encode_only_the_rows_asked_for_once(tmp_path, store, vae):
+    rows = np.array([7, 3, 50])
+    first = cached_latents(vae, store.frames_train, tmp_path, rows, batch_size=12)
+    assert first.shape == (len(store.frames_train), 6, 4, 4, 4)
+    assert np.isnan(first[0]).all() and not np.isnan(first[rows]).any()
+    np.testing.assert_allclose(first[rows], encode_frames(vae, np.asarray(store.frames_train)[np.sort(rows)])
+                               [np.argsort(np.argsort(rows))], atol=1e-5)
+    (cached,) = list(tmp_path.iterdir())
+    np.save(cached, np.zeros_like(np.load(cached)))        # a second call reads the cache, not the VAE
+    assert np.all(cached_latents(vae, store.frames_train, tmp_path, rows)[rows] == 0)
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 # ------------------------------------------------------------------------------------ train_perception

@@ -23,7 +23,7 @@ from neuroclips_core.zoo.standins import load_standin, train_standins
 from neuroclips_core.zoo.train import RunOptions, TrainError, read_log
 from neuroclips_core.zoo.train.loop import step_generator
 from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, animatediff_scheduler,
-                                             denoise_videos, init_controlnet_from_unet, keyframe_condition,
+                                             denoise_videos, init_controlnet_from_unet, keyframe_condition, offset_noised,
                                              open_clip_text_to_hf, per_frame, sparsectrl_config,
                                              text_encoder_config, timestep_weights, weighted_mse)
 
@@ -94,6 +94,20 @@ def test_timestep_weights_turn_the_epsilon_loss_into_the_v_loss_up_to_the_cap():
     x0_hat = (x_t - (1 - alphas[t]).sqrt() * eps_hat) / alphas[t].sqrt()
     v_hat = alphas[t].sqrt() * eps_hat - (1 - alphas[t]).sqrt() * x0_hat
     torch.testing.assert_close(weighted_mse(eps_hat, eps, t, w) / ratio[0], F.mse_loss(v_hat, v), rtol=1e-4, atol=0)
+
+
+def test_offset_noise_moves_each_clips_channel_means():
+    from neuroclips_core.zoo.train.diffusion import noised
+
+    scheduler = animatediff_scheduler()
+    x0 = torch.randn(256, 4, 16, 4, 4, generator=torch.Generator().manual_seed(1))
+    plain = offset_noised(scheduler, x0, torch.Generator().manual_seed(0), 0.0)
+    for a, b in zip(plain, noised(scheduler, x0, torch.Generator().manual_seed(0))):
+        assert torch.equal(a, b)                                  # offset 0: the shared helper, unchanged
+    x_t, t, noise = offset_noised(scheduler, x0, torch.Generator().manual_seed(0), 0.5)
+    torch.testing.assert_close(x_t, scheduler.add_noise(x0, noise, t))
+    means = noise.mean((2, 3, 4))                                 # (clips, channels): the offsets (+ 1/32 noise)
+    assert 0.4 < float(means.std()) < 0.6 and float(plain[2].mean((2, 3, 4)).std()) < 0.06
 
 
 # ------------------------------------------------------------------------------------------------ quick training

@@ -173,7 +173,8 @@ class ViTTokenTeacher(nn.Module):
     """A frozen transformers ViT image classifier as a token teacher: frames (N, 3, H, W) in [0, 1] ->
     patch tokens (N, T, D) (final LayerNorm, no CLS), resized and normalised as its processor would.
 
-    The sim profile's stand-in for the official ConvNeXt-XL teacher: ``ViTTokenTeacher(load_standin("frame_classifier"))``.
+    The sim profile's stand-in for the official ConvNeXt-XL teacher:
+    ``ViTTokenTeacher(load_standin("frame_classifier"))``.
     """
 
     def __init__(self, classifier):

@@ -13,16 +13,20 @@ Shapes (B clips, V voxels, F = N_f frames per clip, e = coarse grid, s = latent 
                           -> (B F, C_lat, s, s),  s = e 2^(stages - 1)
     -> latents (B, F, C_lat, s, s), in the VAE's scaled latent space (``latents / scaling_factor`` decodes)
 
-=============  =====================  ================================
-size           ``paper()``            ``sim()`` (default cc2017-sim)
-=============  =====================  ================================
-voxels V       13447 (subject 1)      the subject's (~6000)
-h / hidden     256 / 4096, 4 blocks   128 / 512, 1 block
-coarse c x e   64 x 7 x 7             32 x 4 x 4
-stages         128, 64, 32            64, 32, 32 (attention at 4x4)
-latents        4 x 28 x 28 (224 px)   4 x 16 x 16 (64 px)
-parameters     ~228 M                 ~4.5 M at V = 6000
-=============  =====================  ================================
+=============  =======================  =======================================
+size           ``paper()``              ``sim()`` (default cc2017-sim)
+=============  =======================  =======================================
+voxels V       13447 (subject 1)        the subject's (~6000)
+h / hidden     256 / 4096, 4 blocks     128 / 512, 1 block
+coarse c x e   64 x 7 x 7               32 x 4 x 4
+stages         128, 64, 32; 2 layers    32, 16, 16; 1 layer (spatial attention
+               each, spatial attention  at 4 x 4 only); temporal attention in
+               and temporal attention   every layer
+               in every layer
+latents        4 x 28 x 28 (224 px)     4 x 16 x 16 (64 px)
+parameters     228.4 M                  9.4 M at V = 6000 (most in the two
+                                        voxel-wide layers)
+=============  =======================  =======================================
 
 One Temporal Upsampling layer (App. B.1), on frames h (B F, C, H, W)::
 
@@ -204,8 +208,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, groups: int):
         super().__init__()
-        self.net = nn.Sequential(nn.GroupNorm(_groups(c_in, groups), c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
-                                 nn.GroupNorm(_groups(c_out, groups), c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.GroupNorm(_groups(c_in, groups), c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.GroupNorm(_groups(c_out, groups), c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
         self.shortcut = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x):
@@ -463,3 +468,38 @@ def load_perception(path: str | os.PathLike, n_voxels: int | None = None, device
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def shape_table(model: PerceptionReconstructor, batch: int = 1) -> list[dict]:
+    """One row per stage of a forward pass on ``batch`` random fMRI samples: ``{"stage", "output shape",
+    "parameters"}`` (the chapter's architecture table).  Runs in eval mode on the model's device."""
+    dec = model.decoder
+    # (name, module whose output is recorded, modules whose parameters the row counts)
+    stages = [("Inception Extension", model.inception, [model.inception]),
+              ("ridge (V -> hidden)", model.ridge, [model.ridge]), ("MLP backbone", model.backbone, [model.backbone]),
+              ("projection", model.to_embedding, [model.to_embedding]),
+              ("coarse embedding (GroupNorm)", model.embed_norm, [model.embed_norm]),
+              ("conv_in", dec.conv_in, [dec.conv_in]), ("middle layer", dec.mid, [dec.mid])]
+    for i, layers in enumerate(dec.stages):
+        stages.append((f"stage {i + 1} ({len(layers)} layer{'s' * (len(layers) > 1)})", layers[-1], [layers]))
+        if i < len(dec.upsamplers):
+            stages.append((f"upsample {i + 1}", dec.upsamplers[i], [dec.upsamplers[i]]))
+    stages.append(("conv_out -> latents", dec.out, [dec.out]))
+    rows, hooks = [], []
+    for name, module, counted in stages:
+        n_params = sum(count_parameters(m) for m in counted)
+
+        def hook(mod, args, out, name=name, n_params=n_params):
+            rows.append({"stage": name, "output shape": tuple(out.shape), "parameters": n_params})
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        out = model(torch.randn(batch, model.config.n_voxels, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    rows.append({"stage": "latents (B, F, C, s, s)", "output shape": tuple(out.shape), "parameters": 0})
+    return rows

@@ -36,7 +36,8 @@ def _progress(iterable, progress: bool, desc: str, total: int | None = None):
 
 def _to_unit(frames: np.ndarray) -> torch.Tensor:
     """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float().div_(255.0)     # a copy: memmaps are read-only
+    # np.array copies: a memmap's pages are read-only, and torch wants writable memory
+    return torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:

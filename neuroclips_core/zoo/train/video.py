@@ -112,6 +112,7 @@ class VideoDiffusionConfig(TrainConfig):
 
     caption_dropout: float = 0.1      # caption -> "" (the unconditional branch of classifier-free guidance)
     high_noise_weight: float = 20.0   # per-item loss weight min(1 / alphas_cumprod[t], this), mean 1 (1: plain)
+    offset_noise: float = 0.1         # std of a per-clip, per-channel constant added to the training noise
     eval_steps: int = 25              # DDIM steps of an evaluation generation (NeuroClips: 25)
     guidance_scale: float = 7.5
     eval_batch: int = 8               # clips generated together
@@ -270,6 +271,29 @@ def timestep_weights(scheduler, cap: float) -> torch.Tensor:
     return (w / w.mean()).float()
 
 
+def offset_noised(scheduler, x0: torch.Tensor, generator: torch.Generator,
+                  offset: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`.diffusion.noised` with *offset noise*: the noise of each item gets a constant per channel, drawn
+    with std ``offset`` and shared by all its frames and pixels.  Returns ``(x_t, t, noise)`` (epsilon target).
+
+    Why: a clip's latents hold 16 x 16 x 16 values per channel, so their mean (the background's colour, most of
+    a scene) stays readable through the noise even at the last timestep of SD's schedule (its noise averages down
+    by a factor 64), and a model trained on that noise learns to read the scene's colours from the noise instead
+    of from the caption or the keyframe.  At sampling time the noise carries no scene, and the caption is ignored
+    (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed"; offset noise: Guttenberg
+    2023).  The offset hides the mean; sampling is unchanged (plain Gaussian noise, any scheduler).
+    """
+    if offset <= 0:
+        return noised(scheduler, x0, generator)
+    if scheduler.config.prediction_type != "epsilon":
+        raise ValueError(f"offset noise is implemented for epsilon prediction, not {scheduler.config.prediction_type}")
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    noise = noise + offset * torch.randn(x0.shape[:2] + (1,) * (x0.ndim - 2), generator=generator)
+    noise, t = noise.to(x0), t.to(x0.device)
+    return scheduler.add_noise(x0, noise, t), t, noise
+
+
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean over items of ``weights[t]`` x each item's mean squared error (pred, target (B, ...), t (B,))."""
     per_item = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
@@ -392,9 +416,10 @@ def generate_videos(parts: VideoParts, captions: list[str], keyframes: torch.Ten
 
 @torch.no_grad()
 def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: list[str], *, seed: int = 0,
-                           with_keyframe: bool = False, batch: int = 8) -> float:
+                           offset_noise: float = 0.0, with_keyframe: bool = False, batch: int = 8) -> float:
     """Mean squared error of the predicted noise on clips (N, F, 3, S, S), timesteps spread evenly over the
-    schedule (clip ``i`` at ``t = 999 i / (N - 1)``), noise from ``seed``: a sampling-free quality measure.
+    schedule (clip ``i`` at ``t = 999 i / (N - 1)``), noise from ``seed`` (with the training's offset noise):
+    the training objective on held-out clips, without sampling.
 
     ``with_keyframe`` gives the UNet the SparseCtrl's residuals for each clip's own frame 0.
     """
@@ -405,7 +430,8 @@ def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: lis
     total, count = 0.0, 0
     for a in range(0, n, batch):
         x0 = video_latents(parts.vae, clips[a:a + batch]).to(unet.device, unet.dtype)
-        noise = torch.randn(x0.shape, generator=g).to(x0)
+        noise = torch.randn(x0.shape, generator=g)
+        noise = (noise + offset_noise * torch.randn(x0.shape[:2] + (1, 1, 1), generator=g)).to(x0)
         t = timesteps[a:a + batch].to(unet.device)
         x_t = scheduler.add_noise(x0, noise, t)
         text = per_frame(encode_captions(parts.t2v["text_encoder"], parts.t2v["tokenizer"], captions[a:a + batch]),
@@ -552,7 +578,7 @@ class T2vRecipe(_VideoRecipe):
             x0 = video_latents(self.vae, pixels, generator).to(device)
         ids = drop_condition(tokenize(self.tokenizer, captions), self.null_ids, c.caption_dropout, generator)
         text = model.text_encoder(ids.to(device)).last_hidden_state
-        x_t, t, target = noised(self.scheduler, x0, generator)
+        x_t, t, target = offset_noised(self.scheduler, x0, generator, self.config.offset_noise)
         pred = model.unet(x_t, t, encoder_hidden_states=per_frame(text, x0.shape[2])).sample
         return weighted_mse(pred, target, t, self.loss_weights), {"frames": float(x0.shape[2])}
 
@@ -565,7 +591,8 @@ class T2vRecipe(_VideoRecipe):
         h = self._heldout()
         parts = VideoParts(loaded, self.vae)
         videos = self._generate(parts, h.captions)
-        loss = functools.partial(heldout_denoising_loss, parts, h.clips, seed=self.seed, batch=self.config.eval_batch)
+        loss = functools.partial(heldout_denoising_loss, parts, h.clips, seed=self.seed,
+                                 offset_noise=self.config.offset_noise, batch=self.config.eval_batch)
         # the same noise with the empty caption: how much the caption helps the denoising (0: text unused)
         metrics = {"heldout_loss": loss(h.captions), "heldout_loss_empty_caption": loss([""] * len(h.captions))}
         metrics.update({f"direction_{k}": v for k, v in motion_direction_agreement(videos, h.velocity).items()})
@@ -627,7 +654,7 @@ class SparseCtrlRecipe(_VideoRecipe):
         with torch.no_grad():
             text = per_frame(text_encoder(ids.to(device)).last_hidden_state, x0.shape[2])
         cond, mask = keyframe_condition(x0[:, :, 0], x0.shape[2])
-        x_t, t, target = noised(self.scheduler, x0, generator)
+        x_t, t, target = offset_noised(self.scheduler, x0, generator, self.config.offset_noise)
         down, mid = model(x_t, t, encoder_hidden_states=text, controlnet_cond=cond, conditioning_mask=mask,
                           return_dict=False)
         pred = unet(x_t, t, encoder_hidden_states=text, down_block_additional_residuals=down,
@@ -642,7 +669,7 @@ class SparseCtrlRecipe(_VideoRecipe):
         keyframes = h.clips[:, 0]
         parts = VideoParts(self.t2v, self.vae, loaded)
         loss = functools.partial(heldout_denoising_loss, parts, h.clips, h.captions, seed=self.seed,
-                                 batch=self.config.eval_batch)
+                                 offset_noise=self.config.offset_noise, batch=self.config.eval_batch)
         # the noise prediction with the keyframe's residuals beside the t2v UNet's alone: what SparseCtrl adds
         metrics = {"heldout_loss": loss(with_keyframe=True), "heldout_loss_t2v_alone": loss(with_keyframe=False)}
         videos = self._generate(parts, h.captions, keyframes)
