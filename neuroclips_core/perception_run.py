@@ -1,5 +1,13 @@
 """Chapter 02's core: train (or resume, or reuse) one subject's Perception Reconstructor and write its artifacts.
 
+    from neuroclips_core.config import make_config
+    from neuroclips_core.perception_run import train_perception
+
+    result = train_perception(make_config(subject=2))      # store, VAE targets, ridge, training, test videos
+    result.metrics["pr"]["ssim_s2"]["mean"], result.metrics["verdict"]
+    result.blurry()                                         # uint8 (N_test, 6, H, W, 3)
+    result.baseline("ridge"), result.history["epochs"], result.load_model(n_voxels=...)
+
 ``train_perception(cfg)`` does every step, each one skipped when its result is already there::
 
     runs/<profile>/subjNN/perception/
@@ -191,7 +199,10 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     h = hashlib.sha1()
     cfg = getattr(module, "config", None)
     if cfg is not None:
-        h.update(json.dumps(dict(cfg), sort_keys=True, default=str).encode())
+        # private entries (diffusers' "_use_default_values" is a list in set order, which changes from one Python
+        # process to the next) would make the fingerprint, and so every reuse check, random
+        public = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_")}
+        h.update(json.dumps(public, sort_keys=True, default=str).encode())
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())

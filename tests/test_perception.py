@@ -4,6 +4,7 @@ and the voxel-count check, the losses, blurry-video helpers (interpolation, atom
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -329,6 +330,18 @@ def test_cached_latents_encode_only_the_rows_asked_for_once(tmp_path, store, vae
     np.save(cached, np.zeros_like(np.load(cached)))        # a second call reads the cache, not the VAE
     assert np.all(cached_latents(vae, store.frames_train, tmp_path, rows)[rows] == 0)
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_vae_fingerprint_is_the_same_in_every_process():
+    """The reuse check compares fingerprints across sessions: they must not depend on Python's hash seed."""
+    import subprocess
+    import sys
+
+    code = ("from neuroclips_core.zoo.tiny import tiny_vae; from neuroclips_core.perception_run import "
+            "module_fingerprint; print(module_fingerprint(tiny_vae()))")
+    prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert len(prints) == 1 and len(prints.pop()) == 40
 
 
 # ------------------------------------------------------------------------------------ train_perception
