@@ -59,7 +59,7 @@ from neuroclips_core.notebook import chapter_config, env_default
 from neuroclips_core.viz import frames as vframes
 from neuroclips_core.zoo import corpus, load_standin, train_standins
 from neuroclips_core.zoo.motion import motion_direction_agreement, object_trajectory
-from neuroclips_core.zoo.standins import STANDIN_DIR, standin_folder
+from neuroclips_core.zoo.standins import standin_folder, standin_root as resolve_standin_root
 from neuroclips_core.zoo.targets import stamp_summary, targets_table
 from neuroclips_core.zoo.train import RECIPES, TRAINING_LOG
 from neuroclips_core.zoo.train.captioner import caption_images
@@ -75,7 +75,7 @@ quick = env_default("NEUROCLIPS_QUICK", False)
 seed = 0
 run_root = None
 retrain_standins = False   # True: train the stand-ins here (quick mode: a few steps each, into runs/)
-standin_root = None        # None: the shipped weights (or, when retraining in quick mode, runs/standins-quick)
+standin_root = None        # None: $NEUROCLIPS_STANDINS or the shipped weights (retraining in quick mode: runs/standins-quick)
 n_show = None              # held-out items drawn and scored live; None: 128 (quick: 8)
 
 # %%
@@ -93,7 +93,7 @@ n_show = n_show or (8 if cfg.quick else 128)
 if retrain_standins:
     results = train_standins(quick=cfg.quick, out=standin_root, seed=cfg.seed)
     standin_root = next(iter(results.values())).folder.parent
-root = STANDIN_DIR if standin_root is None else standin_root
+root = resolve_standin_root(standin_root)
 print(f"stand-ins from {root}")
 
 # %% [markdown]

@@ -169,7 +169,7 @@ def test_sparsectrl_roundtrip_and_metrics(quick):
     assert 0 < m["heldout_loss"] < 10 and 0 < m["heldout_loss_t2v_alone"] < 10
     assert {"direction_agreement", "direction_n_moving", "n_eval"} <= set(m)
     provenance = json.loads((root / "weights" / "sparsectrl" / "stamp.json").read_text())["provenance"]
-    assert all(len(provenance[k]) == 64 for k in ("vae_sha256", "t2v_unet_sha256", "t2v_text_encoder_sha256"))
+    assert all(len(provenance[k]) == 64 for k in ("vae_sha256", "t2v_sha256"))
 
 
 def test_sampler_matches_diffusers_animatediff_pipelines(quick, monkeypatch):

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..data.sim_stimuli import Shot, render_frames, render_shot_frames, sample_shots, shot_state, to_uint8
+from ..data.sim_stimuli import Shot, render_frames, sample_shots, shot_state, to_uint8
 
 CORPUS_STREAM = 0xC0FFEE          # the SeedSequence word that separates the corpus from cc2017-sim
 TRAIN, HELDOUT = 0, 1
@@ -76,32 +76,12 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.moveaxis(q, -1, -3).astype(np.float32) / 255.0)
 
 
-def _zoomed(shot: Shot, frame: int, size: int, zoom: float, rng: np.random.Generator):
-    """One frame seen closer: rendered at ``zoom`` x ``size`` and cropped to ``size`` around the object (jittered
-    by up to a quarter frame), as a random-resized crop would.  Returns image (S, S, 3), mask (S, S)."""
-    big = int(round(size * zoom))
-    image, mask = render_shot_frames(shot, np.array([frame]), big, RAW_FPS)
-    centre = shot_state(shot, np.array([frame]), RAW_FPS)["centre"][0] * big
-    corner = np.clip(np.round(centre - size / 2 + rng.uniform(-0.25, 0.25, 2) * size), 0, big - size).astype(int)
-    x0, y0 = corner
-    return image[0, y0:y0 + size, x0:x0 + size], mask[0, y0:y0 + size, x0:x0 + size]
-
-
 def frame_batch(seed: int, index: int, batch: int, split: str | int = "train", size: int = FRAME_SIZE,
-                with_masks: bool = False, zoom: tuple[float, float] | None = None) -> FrameBatch:
-    """Corpus batch ``index``: ``batch`` frames, each from its own shot at a random moment.
-
-    ``zoom=(lo, hi)`` shows each frame closer by a factor drawn uniformly from [lo, hi] (see :func:`_zoomed`):
-    bigger objects and coarser texture, a stepping stone for a classifier that has not yet found the fine detail.
-    """
+                with_masks: bool = False) -> FrameBatch:
+    """Corpus batch ``index``: ``batch`` frames, each from its own shot at a random moment."""
     shots, rng = corpus_shots(seed, split, index, batch)
     frames = np.array([s.start + int(rng.integers(SHOT_FRAMES)) for s in shots])
     labels = torch.tensor([s.label for s in shots], dtype=torch.int64)
-    if zoom is not None:
-        factors = rng.uniform(zoom[0], zoom[1], batch)
-        images, masks = zip(*(_zoomed(s, f, size, z, rng) for s, f, z in zip(shots, frames, factors)))
-        return FrameBatch(_to_tensor(np.stack(images)), labels, torch.from_numpy(np.stack(masks)) if with_masks
-                          else None)
     if with_masks:
         images, masks, _ = render_frames(shots, frames, size, RAW_FPS, with_masks=True)
         return FrameBatch(_to_tensor(images), labels, torch.from_numpy(masks))

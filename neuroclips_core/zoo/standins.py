@@ -91,10 +91,19 @@ def write_stamp(folder: str | os.PathLike, *, role: str, seed: int, config: dict
     return path
 
 
+#: Environment variable naming another stand-in root (e.g. your own retrained weights) for every default load.
+STANDIN_ROOT_ENV = "NEUROCLIPS_STANDINS"
+
+
+def standin_root(root: str | os.PathLike | None = None) -> Path:
+    """``root``, else ``$NEUROCLIPS_STANDINS``, else the shipped :data:`STANDIN_DIR`."""
+    return Path(root if root is not None else os.environ.get(STANDIN_ROOT_ENV) or STANDIN_DIR)
+
+
 def standin_folder(role: str, root: str | os.PathLike | None = None) -> Path:
-    """``root/<role>`` (``root`` defaults to the shipped :data:`STANDIN_DIR`)."""
+    """``root/<role>`` (``root`` defaults to :func:`standin_root`)."""
     get_role_or_error(role)
-    return Path(root if root is not None else STANDIN_DIR) / role
+    return standin_root(root) / role
 
 
 def read_stamp(folder: str | os.PathLike) -> dict:

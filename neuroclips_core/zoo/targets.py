@@ -89,10 +89,10 @@ def stamp_summary(root: str | os.PathLike | None = None):
     """A DataFrame: per trained stand-in, its training steps, minutes, parameters' file size and final loss."""
     import pandas as pd
 
-    from .standins import STAMP_FILE, STANDIN_DIR, folder_size_mb
+    from .standins import STAMP_FILE, folder_size_mb, standin_root
     from .train import RECIPES
 
-    base = Path(root) if root is not None else STANDIN_DIR
+    base = standin_root(root)
     rows = []
     for role in RECIPES:
         path = base / role / STAMP_FILE

@@ -150,6 +150,12 @@ class Recipe:
         """Parameters kept out of weight decay: biases, norms, embeddings and tokens (any tensor under 2-D)."""
         return param.ndim < 2 or "embedding" in name or "token" in name
 
+    def lr_factor(self, step: int) -> float:
+        """The schedule's multiplier of every group's LR at ``step`` (default: :func:`lr_factor` of the config;
+        a recipe with phases may restart its warmup, but must keep the final decay where :func:`decay_start`
+        puts it, which is what lengthening a run relies on)."""
+        return lr_factor(step, self.config)
+
     def lr_scale(self, name: str, param: torch.nn.Parameter) -> float:
         """A parameter's learning rate relative to ``config.lr`` (e.g. lower for a part started from a trained
         model); the schedule multiplies every group alike."""
@@ -351,7 +357,8 @@ def _train_step(recipe: Recipe, model, opt, sched, state: _State, device: torch.
 
 def _log_window(log: _Log, state: _State, lr: float) -> dict:
     """Write the mean of the window's records as one log line and empty the window."""
-    record = {"step": state.step, **{k: float(np.mean([w[k] for w in state.window])) for k in state.window[0]},
+    keys = dict.fromkeys(k for w in state.window for k in w)       # a phase change may change the parts
+    record = {"step": state.step, **{k: float(np.mean([w[k] for w in state.window if k in w])) for k in keys},
               "lr": lr, "elapsed_s": round(state.elapsed, 2)}
     log.write(record)
     state.window = []
@@ -407,7 +414,7 @@ def train_role(recipe: Recipe, folder: str | os.PathLike, work: str | os.PathLik
 
     model = recipe.build().to(device)
     opt = _optimizer(recipe, model)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, recipe.lr_factor)
     state = _resume(ckpt_path, identity, model, opt, sched, work, role)
     if state.step:
         _say(options, f"{role}: resuming at step {state.step}/{cfg.steps} ({state.elapsed / 60:.1f} min so far; "

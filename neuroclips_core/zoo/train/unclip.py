@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -58,7 +57,7 @@ from ..tiny import _seeded
 from ..unclip_sampling import generate_keyframes, image_tokens
 from .classifiers import predict_frames
 from .diffusion import drop_condition, encode_scaled, noised, training_scheduler
-from .loop import Recipe, TrainConfig, TrainError, export_copy
+from .loop import Recipe, TrainConfig, export_copy
 from .vae import psnr, reconstruct, ssim
 
 IMAGE_SIZE = corpus.FRAME_SIZE

@@ -5,7 +5,7 @@ encoder) steered by an RGB SparseCtrl that holds the decoded keyframe at frame 0
 diffusers classes in small, trained here on corpus clips (16 frames at 8 FPS, 64 px) in the VAE stand-in's
 latent space: (B, 4, 16, 16, 16) scaled latents (:mod:`.diffusion`'s ``encode_scaled``, posterior samples).
 The VAE (and for the SparseCtrl the t2v parts) are frozen and held on the recipe, not inside the trained module;
-:meth:`_VideoRecipe.provenance` records the sha256 of their weights, so a resumed run must use the same ones.
+the provenance (:meth:`Recipe.uses`) records the sha256 of their weights, so a resumed run must use the same ones.
 
 **t2v** (:class:`T2vRecipe`): ``UNetMotionModel.from_unet2d(UNet2DConditionModel, MotionAdapter)``, as AnimateDiff
 is assembled, and a ``CLIPTextModel`` with the real 49408-token CLIP BPE tokenizer (77 positions), trained
@@ -79,8 +79,8 @@ from ...data.sim_stimuli import N_CLASSES
 from .. import corpus
 from ..loaders import SPARSECTRL_RGB, load_role
 from ..motion import motion_direction_agreement
-from ..tiny import CLIP_BOS, CLIP_EOS, CLIP_VOCAB_SIZE, _seeded, clip_tokenizer
-from .classifiers import _sha256, predict_frames
+from ..tiny import CLIP_BOS, CLIP_EOS, _seeded, clip_tokenizer
+from .classifiers import predict_frames
 from .diffusion import decode_scaled, drop_condition, encode_scaled, noised
 from .loop import Recipe, TrainConfig, TrainError, export_copy
 from .vae import ssim
@@ -89,9 +89,6 @@ IMAGE_SIZE = corpus.FRAME_SIZE
 NUM_FRAMES = corpus.CLIP_FRAMES
 FPS = corpus.CLIP_FPS
 CONTEXT = 77                                             # CLIP's text context
-VAE_WEIGHTS = "diffusion_pytorch_model.safetensors"      # what AutoencoderKL.save_pretrained writes
-CLIP_WEIGHTS = "open_clip_model.safetensors"             # what save_role("clip", ...) writes
-T2V_WEIGHTS = ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors")
 
 #: the official AnimateDiff v3 inference scheduler (neuroclips-official-code.md §6.1)
 ANIMATEDIFF_DDIM = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
@@ -452,40 +449,13 @@ def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: lis
 class _VideoRecipe(Recipe):
     """What both video recipes share: the frozen VAE (held on the recipe, not trained, not checkpointed)."""
 
-    needs: tuple[str, ...] = ("vae",)
-    #: every role this one needs, directly or not, in training order (for the command in the error message)
-    chain: tuple[str, ...] = ()
-
-    def _folder(self, role: str) -> Path:
-        return self.out / role
-
-    def _weights(self) -> dict[str, list[Path]]:
-        files = {"vae": [self._folder("vae") / VAE_WEIGHTS], "clip": [self._folder("clip") / CLIP_WEIGHTS],
-                 "t2v": [self._folder("t2v") / f for f in T2V_WEIGHTS]}
-        return {role: files[role] for role in self.needs}
-
-    def provenance(self) -> dict:
-        """The sha256 of the weights this run works with (a resumed run must use the same ones)."""
-        out = {}
-        for role, paths in self._weights().items():
-            for path in paths:
-                key = f"{role}_sha256" if len(paths) == 1 else f"{role}_{path.parent.name}_sha256"
-                out[key] = _sha256(path) if path.is_file() else None
-        return out
-
-    def _require(self) -> None:
-        missing = [role for role, paths in self._weights().items() if not all(p.is_file() for p in paths)]
-        if missing:
-            order = ",".join([*self.chain, self.role])
-            raise TrainError(
-                f"{self.role} works with the trained {' and '.join(missing)} stand-in(s), expected in "
-                f"{' and '.join(str(self._folder(r)) for r in missing)}, which hold none. Train them first, in "
-                f"this order: python -m neuroclips_core train-standins --roles {order} (with the same --out).")
+    def uses(self) -> tuple[str, ...]:
+        return ("vae",)
 
     @functools.cached_property
     def vae(self):
-        self._require()
-        vae = load_role("vae", self._folder("vae"), device=self.device, dtype=torch.float32)
+        self.require(*self.uses())
+        vae = load_role("vae", self.role_folder("vae"), device=self.device, dtype=torch.float32)
         return vae.requires_grad_(False)
 
     @functools.cached_property
@@ -519,8 +489,8 @@ class T2vRecipe(_VideoRecipe):
 
     role = "t2v"
     config_class = T2vConfig
-    needs = ("vae", "clip")
-    chain = ("frame_classifier", "vae", "clip")      # the CLIP stand-in starts from the frame classifier
+    def uses(self) -> tuple[str, ...]:
+        return ("vae", "clip")
 
     @staticmethod
     def full_config() -> T2vConfig:
@@ -545,9 +515,9 @@ class T2vRecipe(_VideoRecipe):
         from diffusers.utils import logging as diffusers_logging
         from transformers import CLIPTextModel
 
-        self._require()
+        self.require(*self.uses())
         c = self.config
-        clip = load_role("clip", self._folder("clip"), dtype=torch.float32)
+        clip = load_role("clip", self.role_folder("clip"), dtype=torch.float32)
         text_config = text_encoder_config(clip.model_cfg["text_cfg"])
         with _seeded(self.seed):
             unet2d = UNet2DConditionModel(**t2v_unet_config(c, text_config.hidden_size))
@@ -608,8 +578,8 @@ class SparseCtrlRecipe(_VideoRecipe):
 
     role = "sparsectrl"
     config_class = SparseCtrlConfig
-    needs = ("vae", "t2v")
-    chain = ("frame_classifier", "vae", "clip", "t2v")
+    def uses(self) -> tuple[str, ...]:
+        return ("vae", "t2v")
 
     @staticmethod
     def full_config() -> SparseCtrlConfig:
@@ -623,8 +593,8 @@ class SparseCtrlRecipe(_VideoRecipe):
     @functools.cached_property
     def t2v(self) -> dict:
         """The trained t2v parts, float32, frozen."""
-        self._require()
-        parts = load_role("t2v", self._folder("t2v"), device=self.device, dtype=torch.float32)
+        self.require(*self.uses())
+        parts = load_role("t2v", self.role_folder("t2v"), device=self.device, dtype=torch.float32)
         for name in ("unet", "text_encoder"):
             parts[name].requires_grad_(False)
         return parts
