@@ -69,13 +69,14 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from neuroclips_core_core.models.perception import PerceptionConfig, PerceptionReconstructor, shape_table
-from neuroclips_core.models.losses import LossConfig
-from neuroclips_core.notebook import chapter_config, env_default
+
 from neuroclips_core.data.ensure import ensure_store
+from neuroclips_core.metrics import frame_difference_energy, frame_scores
+from neuroclips_core.models.losses import LossConfig
+from neuroclips_core.models.perception import PerceptionConfig, PerceptionReconstructor, shape_table
+from neuroclips_core.notebook import chapter_config, env_default
 from neuroclips_core.perception_run import SIM_LOSS, PerceptionRunConfig, default_vae, train_perception
 from neuroclips_core.pipelines.blurry import encode_frames, interpolate_frames
-from neuroclips_core.metrics import frame_difference_energy, frame_scores
 from neuroclips_core.viz import frames as vframes
 
 # %% tags=["parameters"]
@@ -142,12 +143,17 @@ print(f"{m['n_train']} training clips, {m['n_val']} validation clips, {m['n_test
 
 # %%
 hist = result.history
-steps = pd.DataFrame(hist["steps"])
 epochs_df = pd.DataFrame([{"epoch": e["epoch"], "train loss": e["train"]["loss"], "validation MAE": e["val"]["mae"]}
                           for e in hist["epochs"]])
+steps = pd.DataFrame(hist["steps"])          # the loss every few steps (empty when an epoch is shorter than that)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))
-axes[0].plot(steps["step"], steps["loss"], lw=0.8)
-axes[0].set(xlabel="optimizer step", ylabel="training loss", title="PR training loss")
+if len(steps):
+    axes[0].plot(steps["step"], steps["loss"], lw=0.8)
+    axes[0].set(xlabel="optimizer step")
+else:
+    axes[0].plot(epochs_df["epoch"], epochs_df["train loss"], "o-")
+    axes[0].set(xlabel="epoch")
+axes[0].set(ylabel="training loss", title="PR training loss")
 axes[1].plot(epochs_df["epoch"], epochs_df["validation MAE"], "o-")
 axes[1].axvline(m["best_epoch"], color="k", ls=":", lw=0.8, label="kept epoch")
 axes[1].set(xlabel="epoch", ylabel="MAE on latents", title="validation (held-out training segments)")

@@ -219,6 +219,37 @@ def test_inflated_patch_embedding_sees_a_static_clip_as_the_frame():
     torch.testing.assert_close(vmae.classifier.weight, vit.classifier.weight)
 
 
+def test_frame_classifier_distillation_phases(tmp_path):
+    """The teacher trains alone first (the ViT gets no gradient), then the ViT learns from labels, the frozen
+    teacher's logits and its texture features; the schedule warms up again when the ViT phase starts; only the
+    ViT is saved."""
+    import dataclasses
+
+    from neuroclips_core.zoo.train.classifiers import TextureTeacher
+
+    logits, features = TextureTeacher()(torch.rand(2, 3, 64, 64), grid=8)
+    assert logits.shape == (2, len(CLASSES)) and features.shape == (2, 64, 48)
+    config = dataclasses.replace(FrameClassifierRecipe.quick_config(), steps=10, teacher_steps=4, warmup=2, batch=4)
+    recipe = FrameClassifierRecipe(config, 0, tmp_path)
+    model = recipe.build()
+    assert [round(recipe.lr_factor(s), 3) for s in (0, 1, 4, 5, 6)] == [0.5, 1.0, 0.5, 1.0, 1.0]
+    g = torch.Generator().manual_seed(0)
+    loss, parts = recipe.loss(model, 0, g)
+    loss.backward()
+    assert set(parts) == {"teacher_acc"} and model.student.classifier.weight.grad is None
+    model.zero_grad(set_to_none=True)
+    loss, parts = recipe.loss(model, 4, g)
+    loss.backward()
+    assert set(parts) == {"acc", "kd", "hint"} and all(np.isfinite(v) for v in parts.values())
+    assert model.student.classifier.weight.grad is not None and model.hint.weight.grad is not None
+    assert all(p.grad is None for p in model.teacher.parameters())            # frozen in the ViT phase
+    assert not model.teacher.training
+    exported = recipe.export(model).model
+    assert type(exported).__name__ == "ViTForImageClassification" and exported.dtype == torch.float16
+    with pytest.raises(TrainError, match="teacher_steps"):
+        FrameClassifierRecipe(dataclasses.replace(config, teacher_steps=10), 0, tmp_path).build()
+
+
 def test_parse_steps_and_cli_help():
     assert parse_steps("vae=10, frame_classifier=20") == {"vae": 10, "frame_classifier": 20}
     with pytest.raises(ValueError, match="role=N"):

@@ -145,7 +145,7 @@ def load_standin(role: str, device: str | torch.device = "cpu", dtype: torch.dty
     if not folder.is_dir():
         raise StandinError(f"{role}: no stand-in in {folder}. The sim profile needs it; train it once "
                            f"(seeded, resumable, minutes to an hour on a CPU):\n  {retrain_command([role])}"
-                           + (f" --out {root}" if root is not None else ""))
+                           + (f" --out {folder.parent}" if folder.parent != STANDIN_DIR else ""))
     check_stamp(role, folder)
     return load_role(role, folder, device=device, dtype=dtype)
 

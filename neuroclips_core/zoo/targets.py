@@ -35,6 +35,14 @@ TARGETS: tuple[Target, ...] = (
            "class_baseline"),
     Target("unclip", "classifier_top1_generated", 0.5,
            "images generated from true clip tokens are classified correctly", "chance"),
+    Target("t2v", "direction_agreement", 0.6,
+           "text-to-video alone: the object moves the way the caption says, in clips whose ground truth moves",
+           "direction_chance"),
+    Target("sparsectrl", "ssim_frame0", 0.15,
+           "frame 0 of a video generated with SparseCtrl on the keyframe: SSIM to the keyframe, margin over an "
+           "unrelated frame's", "ssim_frame0_unrelated", above=True),
+    Target("sparsectrl", "direction_agreement", 0.6,
+           "the generated object moves the right way, in clips whose ground truth moves", "direction_chance"),
 )
 
 
