@@ -250,6 +250,37 @@ def test_frame_classifier_distillation_phases(tmp_path):
         FrameClassifierRecipe(dataclasses.replace(config, teacher_steps=10), 0, tmp_path).build()
 
 
+def test_texture_energy_init_is_phase_invariant():
+    """After init_texture_energy, the first MLP's energy channels respond to a grating whatever its phase, and
+    most to the filter pair of its own period and orientation."""
+    import math
+
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from neuroclips_core.zoo.train.classifiers import init_texture_energy
+
+    vit = ViTForImageClassification(ViTConfig(image_size=8, patch_size=8, hidden_size=64, num_hidden_layers=1,
+                                              num_attention_heads=4, intermediate_size=128, num_labels=3))
+    n = init_texture_energy(vit)
+    assert n == 36
+    x = torch.arange(8.0)[None].expand(8, 8)
+    own = 6 * 1 + 0          # pair index: period 5.0 is the second period, orientation 0
+    energies, linear = [], []
+    for phase in (0.0, 1.0, 2.0):
+        grating = 0.5 + 0.5 * torch.cos(2 * math.pi * x / 5.0 + phase)            # period 5, vertical stripes
+        pixels = normalise(grating.expand(1, 3, 8, 8))
+        with torch.no_grad():
+            tokens = vit.vit.embeddings.patch_embeddings.projection(pixels).flatten(2).transpose(1, 2)
+            energies.append(vit.vit.layers[0].mlp(tokens)[0, 0, n:n + n // 2])
+        linear.append(tokens[0, 0, 2 * own].abs())
+    for e in energies:
+        assert e[own] == e.max() and e[own] > 3 * e[own + 3]                      # + 3: the orthogonal orientation
+    ratio = torch.stack([e[own] for e in energies])
+    assert ratio.max() / ratio.min() < 1.42            # |a| + |b| of a quadrature pair varies at most sqrt(2)
+    single = torch.stack(linear)                        # where one linear filter swings with the phase
+    assert single.max() / single.min() > 3
+
+
 def test_parse_steps_and_cli_help():
     assert parse_steps("vae=10, frame_classifier=20") == {"vae": 10, "frame_classifier": 20}
     with pytest.raises(ValueError, match="role=N"):
