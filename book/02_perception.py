@@ -23,12 +23,14 @@
 #
 # The model, as built in `neuroclips_core.models.perception`:
 #
-# 1. **Inception Extension** turns the one fMRI vector into $N_f$ "pseudo-fMRIs", one per frame (a shared
-#    linear map to $N_f \times V$ followed by a per-frame one in the official code).
-# 2. A **ridge layer** (linear, $V \to h$) and an **MLP backbone** (residual blocks, dropout 0.15) embed each.
-# 3. A **projection** reshapes each embedding to a coarse spatial map.
-# 4. **Temporal Upsampling**: per frame a spatial ResNet layer, then **attention across the $N_f$ frames of the
-#    clip**, mixed back with a learnable residual weight, then upsampling to the VAE latent grid.
+# 1. **Inception Extension** turns the one fMRI vector into $N_f$ "pseudo-fMRIs", one per frame: a shallow MLP,
+#    $V \to h \to N_f V$ (the paper's "extend one fMRI to $N_f$ fMRIs").
+# 2. An **MLP backbone**, shared by the frames: a linear layer $V \to$ hidden and residual blocks (dropout 0.15).
+# 3. A **projection** to a coarse spatial embedding per frame (64 × 7 × 7 at the paper size, 32 × 4 × 4 here).
+# 4. **Temporal Upsampling**: per stage a spatial layer (ResNet block + spatial attention, mixed with its
+#    shortcut by a learnable $\eta_1$), then **attention across the $N_f$ frames of the clip** added with weight
+#    $1 - \eta_2$ (Eq. 2; $\eta_2$ starts at 1, so the temporal path opens only as training asks for it), then
+#    2× upsampling, up to the VAE latent grid.
 #
 # It is trained with Eq. 1 of the paper: a mean absolute error on the VAE latents of the clip's frames
 # $\mathbf{X}$, plus a bidirectional contrastive term that makes each predicted frame closer to its own target
@@ -47,7 +49,12 @@
 #   The official decoder reshapes a batch of 40 clips × 6 frames so that attention runs across 40 *clips* at
 #   one frame index during training, and across differently grouped frames at inference, with no position
 #   encoding at all: a frame cannot know where in the clip it sits. Here attention runs over the 6 frames of one
-#   clip, with a learned position embedding per frame index, identically in training and inference.
+#   clip, with a sinusoidal encoding of the frame index, identically in training and inference, so a clip's
+#   prediction does not depend on what else is in its batch.
+# - *The paper's $\eta_1$ around the spatial layer is kept* (the code has only the temporal $\eta$), and the
+#   degenerate "channel-mixing" blocks over a length-1 axis (a LayerNorm of one element: a learned constant)
+#   are dropped. As in the code, the spatial layer is 2-D (the paper says 3-D convolution) and attention
+#   projects values too (Eq. 2 leaves them unprojected).
 # - *Model selection on a validation split of the training data* (whole held-out training segments). The
 #   official code keeps the epoch with the best *test* score.
 # - *The loss.* The official code trains with $0.5\,\text{L1} + 0.05$ soft token distillation against a frozen
