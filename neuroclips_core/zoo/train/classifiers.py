@@ -242,7 +242,7 @@ class FrameClassifierRecipe(Recipe):
 
     @staticmethod
     def full_config() -> FrameClassifierConfig:
-        return FrameClassifierConfig(steps=6000, batch=64, lr=1e-3, warmup=200, eval_size=1024, teacher_steps=1500)
+        return FrameClassifierConfig(steps=12000, batch=64, lr=1e-3, warmup=200, eval_size=1024, teacher_steps=1500)
 
     @staticmethod
     def quick_config() -> FrameClassifierConfig:
