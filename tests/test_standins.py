@@ -202,6 +202,15 @@ def test_video_classifier_needs_the_frame_classifier(tmp_path):
         recipe.build()
 
 
+def test_missing_roles_name_the_whole_training_chain(tmp_path):
+    # unclip uses vae and clip, and clip in turn starts from the frame classifier: the command must train all
+    # three first, in dependency order, or it would only fail again one role later
+    recipe = RECIPES["unclip"](RECIPES["unclip"].quick_config(), 0, tmp_path)
+    assert recipe.prerequisites() == ["frame_classifier", "vae", "clip"]
+    with pytest.raises(TrainError, match=r"needs the trained vae and clip.*--roles frame_classifier,vae,clip,unclip "):
+        recipe.require(*recipe.uses())
+
+
 def test_inflated_patch_embedding_sees_a_static_clip_as_the_frame():
     from transformers import (VideoMAEConfig, VideoMAEForVideoClassification, ViTConfig,
                               ViTForImageClassification)

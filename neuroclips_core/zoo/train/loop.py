@@ -136,15 +136,30 @@ class Recipe:
         """What else the run depends on: the sha256 of each used role's weights; checked on resume, stamped."""
         return {f"{role}_sha256": weights_sha256(self.role_folder(role)) for role in self.uses()}
 
+    def prerequisites(self, roles: tuple[str, ...] | None = None) -> list[str]:
+        """``roles`` (default :meth:`uses`) and every role they use in turn, in training order."""
+        from . import RECIPES       # the registry imports this module
+
+        seen, todo = set(), list(self.uses() if roles is None else roles)
+        while todo:
+            role = todo.pop()
+            if role not in seen:
+                seen.add(role)
+                recipe = RECIPES[role]
+                todo += recipe(recipe.full_config(), self.seed, self.out).uses()
+        return [r for r in RECIPES if r in seen]
+
     def require(self, *roles: str) -> None:
         """Raise :class:`TrainError` naming the command to run if a role in ``roles`` is not trained in ``out``."""
         missing = [r for r in roles if weights_sha256(self.role_folder(r)) is None]
         if missing:
+            names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+            order = ",".join([*self.prerequisites(tuple(roles)), self.role])
             raise TrainError(
-                f"{self.role} needs the trained {', '.join(missing)}, expected in "
+                f"{self.role} needs the trained {names}, expected in "
                 f"{', '.join(str(self.role_folder(r)) for r in missing)}, which hold{'s' if len(missing) == 1 else ''} "
                 f"none. Train them first, in this order: python -m neuroclips_core train-standins --roles "
-                f"{','.join([*roles, self.role])} (with the same --out).")
+                f"{order} (with the same --out).")
 
     def no_decay(self, name: str, param: torch.nn.Parameter) -> bool:
         """Parameters kept out of weight decay: biases, norms, embeddings and tokens (any tensor under 2-D)."""
