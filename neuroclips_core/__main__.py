@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("standins", help="the stand-ins' stamps: training time, size, and each held-out metric "
                                           "beside its baseline and the issue's target")
     rep.add_argument("--root", default=None, help="stand-in root (default: the shipped weights)")
+    rep.add_argument("--evaluate", default=None, metavar="ROLES",
+                     help="judge these trained roles again first (comma-separated) and update their stamps, e.g. "
+                          "the VAE once the frame classifier that judges it is trained")
 
     args = parser.parse_args(argv)
     if args.command == "simulate":
@@ -91,8 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "standins":
         import pandas as pd
 
+        from .zoo.standins import StandinError, evaluate_standin
         from .zoo.targets import stamp_summary, targets_table
 
+        for role in filter(None, (r.strip() for r in (args.evaluate or "").split(","))):
+            try:
+                metrics = evaluate_standin(role, args.root)
+            except (StandinError, ValueError) as e:
+                print(f"standins: error: {e}", file=sys.stderr)
+                return 2
+            print(f"{role}: evaluated again: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                          for k, v in metrics.items()))
         with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.precision", 3):
             summary, table = stamp_summary(args.root), targets_table(args.root)
             print(summary.to_string(index=False) if len(summary) else "no trained stand-in found", end="\n\n")

@@ -22,8 +22,9 @@ import torch
 from neuroclips_core.data import simulate
 from neuroclips_core.data.sim_stimuli import CLASSES
 from neuroclips_core.zoo import corpus
-from neuroclips_core.zoo.standins import (SHIPPED_BUDGET_MB, STAMP_FILE, STANDIN_DIR, StandinError, folder_size_mb,
-                                          load_standin, parse_steps, train_standins)
+from neuroclips_core.zoo.standins import (SHIPPED_BUDGET_MB, STAMP_FILE, STANDIN_DIR, StandinError,
+                                          evaluate_standin, folder_size_mb, load_standin, parse_steps,
+                                          train_standins)
 from neuroclips_core.zoo.targets import meets, targets_for
 from neuroclips_core.zoo.train import RECIPES, RunOptions, TrainError, read_log, train_role
 from neuroclips_core.zoo.train.classifiers import (FrameClassifierRecipe, VideoClassifierRecipe,
@@ -131,6 +132,25 @@ def test_vae_roundtrip(quick):
         assert z.shape == (2, 4, 16, 16)                      # shallow latents: downsampling factor 4
         assert vae.decode(z).sample.shape == (2, 3, 64, 64)
     assert {"psnr", "ssim", "classifier_top1_reconstructed"} <= set(results["vae"].metrics)
+
+
+def test_evaluating_again_fills_in_the_judge_trained_later(quick, tmp_path):
+    # a VAE trained before the frame classifier existed has no class-survival metric; once the classifier sits
+    # beside it, evaluating again fills it in and keeps the training record
+    root, _ = quick
+    shutil.copytree(root / "weights" / "vae", tmp_path / "vae")
+    before = json.loads((tmp_path / "vae" / STAMP_FILE).read_text())
+    assert evaluate_standin("vae", tmp_path)["classifier_top1_reconstructed"] is None
+    shutil.copytree(root / "weights" / "frame_classifier", tmp_path / "frame_classifier")
+    metrics = evaluate_standin("vae", tmp_path)
+    assert 0.0 <= metrics["classifier_top1_reconstructed"] <= 1.0
+    after = json.loads((tmp_path / "vae" / STAMP_FILE).read_text())
+    assert after["metrics"] == json.loads(json.dumps(metrics)) and "evaluated" in after
+    assert after["metrics"]["psnr"] == pytest.approx(before["metrics"]["psnr"], abs=1e-4)
+    assert {k: after[k] for k in ("config", "train_seconds", "seed")} == \
+        {k: before[k] for k in ("config", "train_seconds", "seed")}
+    with pytest.raises(ValueError, match="no stand-in recipe"):
+        evaluate_standin("nonsense", tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ resuming

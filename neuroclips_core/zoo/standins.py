@@ -21,6 +21,7 @@ classifier, and the VAE is judged by it (class still recognised on its reconstru
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -84,7 +85,11 @@ def write_stamp(folder: str | os.PathLike, *, role: str, seed: int, config: dict
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "retrain": retrain_command([role]),
     }
-    path = Path(folder) / STAMP_FILE
+    return _write_stamp_file(Path(folder), stamp)
+
+
+def _write_stamp_file(folder: Path, stamp: dict) -> Path:
+    path = folder / STAMP_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(stamp, indent=1))
     os.replace(tmp, path)
@@ -183,7 +188,6 @@ def train_standins(roles: list[str] | None = None, *, out: str | os.PathLike | N
     Returns:
         {role: TrainResult}.  Prints each role's training time and a summary.
     """
-    import dataclasses
 
     from .train import RECIPES, RunOptions, train_role
 
@@ -210,6 +214,43 @@ def train_standins(roles: list[str] | None = None, *, out: str | os.PathLike | N
     if options.verbose:
         print(_summary(results, out))
     return results
+
+
+def config_from_stamp(recipe_class, stamp: dict):
+    """The training config a stamp records, rebuilt as the recipe's config class (lists back to tuples)."""
+    fields = {f.name for f in dataclasses.fields(recipe_class.config_class)}
+    saved = {k: v for k, v in stamp["config"].items() if k != "kind"}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown or stamp["config"].get("kind") != recipe_class.config_class.__name__:
+        raise StandinError(f"{stamp['role']}: the stamp's config ({stamp['config'].get('kind')}, fields {unknown}) is "
+                           f"not a {recipe_class.config_class.__name__} of this version.\n"
+                           f"  retrain it: {retrain_command([stamp['role']])}")
+    return recipe_class.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
+def evaluate_standin(role: str, root: str | os.PathLike | None = None, device: str = "cpu") -> dict:
+    """Judge a trained stand-in again, as trained, and write the new metrics into its stamp.
+
+    A role's metrics can use its neighbours in the same root (the VAE is judged by the frame classifier): when
+    a neighbour is trained after it, this fills in what the first evaluation could not, without retraining.
+    The stamp keeps its training record and gains ``evaluated`` (when) and the new ``eval_seconds``.
+
+    Returns:
+        the new metrics dict.
+    """
+    from .train import RECIPES
+
+    if role not in RECIPES:
+        raise ValueError(f"no stand-in recipe for {role!r}; roles with a recipe: {', '.join(RECIPES)}")
+    folder = standin_folder(role, root)
+    stamp = check_stamp(role, folder)
+    recipe = RECIPES[role](config_from_stamp(RECIPES[role], stamp), stamp["seed"], folder.parent, device)
+    t0 = time.monotonic()
+    metrics = recipe.evaluate(load_role(role, folder, device=device, dtype=torch.float32))
+    stamp.update(metrics=metrics, eval_seconds=round(time.monotonic() - t0, 1),
+                 evaluated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    _write_stamp_file(folder, stamp)
+    return metrics
 
 
 def _summary(results: dict, out: Path) -> str:
