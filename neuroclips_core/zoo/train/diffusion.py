@@ -5,6 +5,9 @@ VAE's ``scaling_factor`` to unit variance, as SD's latent diffusion does) with S
 "scaled_linear" betas 0.00085 .. 0.012 (the schedule of unclip6, SD 1.5 and AnimateDiff).  Training draws a
 timestep uniformly per item and regresses the scheduler's ``prediction_type`` target (epsilon, as the real
 models do).
+
+:func:`noised` and :func:`drop_condition` also serve the Semantics Reconstructor's diffusion prior
+(:mod:`neuroclips_core.models.prior`: its own cosine schedule, x0 targets).
 """
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def noised(scheduler, x0: torch.Tensor, generator: torch.Generator) -> tuple[tor
 
     Returns:
         ``(x_t, t, target)``: noisy latents like ``x0``, timesteps (B,) int64, and the regression target
-        (the noise for ``epsilon``, the velocity for ``v_prediction``).
+        (the noise for ``epsilon``, the velocity for ``v_prediction``, ``x0`` itself for ``sample``).
     """
     t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
@@ -57,7 +60,10 @@ def noised(scheduler, x0: torch.Tensor, generator: torch.Generator) -> tuple[tor
         return x_t, t, noise
     if scheduler.config.prediction_type == "v_prediction":
         return x_t, t, scheduler.get_velocity(x0, noise, t)
-    raise ValueError(f"unsupported prediction_type {scheduler.config.prediction_type!r} (epsilon or v_prediction)")
+    if scheduler.config.prediction_type == "sample":
+        return x_t, t, x0
+    raise ValueError(f"unsupported prediction_type {scheduler.config.prediction_type!r} "
+                     "(epsilon, v_prediction or sample)")
 
 
 def drop_condition(cond: torch.Tensor, null: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
