@@ -1,4 +1,6 @@
-"""Evaluation metrics: pixel-level frame scores (SSIM recipes, PSNR, pixel correlation) and motion agreement.
+"""Evaluation metrics: pixel-level frame scores (SSIM recipes, PSNR, pixel correlation) and motion agreement;
+the semantic and temporal metrics (N-way, CLIP-pcc, retrieval, 8 -> 3 FPS alignment) of :mod:`.metrics_semantic`
+and the Table 1 layout of :mod:`.metrics_table`, re-exported at the end.
 
 SSIM recipes exactly as in circulation (field-and-evaluation.md §2.5), each one scikit-image call:
 
@@ -182,3 +184,13 @@ def video_metrics(pred: np.ndarray, gt: np.ndarray, metrics=FRAME_METRICS) -> di
     ``motion`` (:func:`motion_agreement`) and ``n_clips``."""
     return {**summarize(frame_scores(pred, gt, metrics)), "motion": motion_agreement(pred, gt),
             "n_clips": int(len(pred))}
+
+
+# The semantic and temporal metrics and the Table 1 layout live in sibling modules (this one stays about pixels);
+# re-exported so that ``neuroclips_core.metrics`` is the one place to import any metric from.
+from .metrics_semantic import (ALIGNMENT_RULES, GT_TOP, N_TRIALS, NWayResult, RetrievalResult,  # noqa: E402,F401
+                               align_to_ground_truth, aligned_frame_indices, binomial_se, clip_pcc,
+                               clip_pcc_scores, clip_video_embeddings, frame_class_probabilities,
+                               n_way_accuracy, n_way_chance, retrieval_parts, retrieval_top1,
+                               video_class_probabilities)
+from .metrics_table import PAPER_TABLE1, TABLE1_COLUMNS, table1_frame  # noqa: E402,F401

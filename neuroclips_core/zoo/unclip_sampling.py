@@ -34,6 +34,26 @@ MINDEYE2_GUIDANCE = 5.0
 
 
 @torch.no_grad()
+def _encode_images(clip: OpenClip, images: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``encode_image`` of frames (N, 3, S, S) in [0, 1], resized and normalised as the model expects ->
+    (pooled (N, embed_dim), tokens (N, T, C)), float32 on the CPU."""
+    from .train.clip import clip_pixels      # here, not at the top: .train imports this module (its recipe)
+
+    model, _, preprocess_cfg, _ = clip
+    size = preprocess_cfg["size"]
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    pooled, tokens = [], []
+    for a in range(0, len(images), batch):
+        x = images[a:a + batch].float()
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+        p, t = model.encode_image(clip_pixels(x, preprocess_cfg).to(device, dtype))
+        pooled.append(p.float().cpu())
+        tokens.append(t.float().cpu())
+    return torch.cat(pooled), torch.cat(tokens)
+
+
 def image_tokens(clip: OpenClip, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """The CLIP image tokens unCLIP is conditioned on: frames (N, 3, S, S) in [0, 1] -> (N, T, C) float32 (CPU).
 
@@ -41,20 +61,14 @@ def image_tokens(clip: OpenClip, images: torch.Tensor, batch: int = 256) -> torc
     the bundle's ``preprocess_cfg``; the tokens are ``encode_image``'s second output (patch tokens after
     ``ln_post``, unprojected): (N, 64, 128) for the stand-in, (N, 256, 1664) for ViT-bigG/14.
     """
-    from .train.clip import clip_pixels      # here, not at the top: .train imports this module (its recipe)
+    return _encode_images(clip, images, batch)[1]
 
-    model, _, preprocess_cfg, _ = clip
-    size = preprocess_cfg["size"]
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
-    out = []
-    for a in range(0, len(images), batch):
-        x = images[a:a + batch].float()
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-        _, tokens = model.encode_image(clip_pixels(x, preprocess_cfg).to(device, dtype))
-        out.append(tokens.float().cpu())
-    return torch.cat(out)
+
+def image_embeddings(clip: OpenClip, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """CLIP image embeddings (N, embed_dim) float32 (CPU), not normalised, of frames (N, 3, S, S) in [0, 1]:
+    ``encode_image``'s pooled, projected output, after the same resizing and normalisation as
+    :func:`image_tokens` (CLIP-pcc and retrieval compare them by cosine)."""
+    return _encode_images(clip, images, batch)[0]
 
 
 def img2img_timesteps(scheduler, steps: int, strength: float) -> torch.Tensor:

@@ -108,28 +108,68 @@ def _uint8_frames(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_frames(classifier: Classifier, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Class ids (N,) of frames (N, 3, S, S) in [0, 1], through the classifier's own processor."""
+def frame_logits(classifier: Classifier, frames: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """Logits (N, classes) float32 (CPU) of uint8 frames (N, H, W, 3), through the classifier's own processor."""
     model, processor = classifier
-    device, dtype = model.device, model.dtype
     out = []
-    for a in range(0, len(images), batch):
-        pixels = processor(images=list(_uint8_frames(images[a:a + batch])), return_tensors="pt").pixel_values
-        out.append(model(pixel_values=pixels.to(device, dtype)).logits.argmax(-1).cpu())
+    for a in range(0, len(frames), batch):
+        pixels = processor(images=list(frames[a:a + batch]), return_tensors="pt").pixel_values
+        out.append(model(pixel_values=pixels.to(model.device, model.dtype)).logits.float().cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
-def predict_clips(classifier: Classifier, clips: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    """Class ids (N,) of clips (N, T, 3, S, S) in [0, 1], through the classifier's own processor."""
+def clip_logits(classifier: Classifier, clips: np.ndarray, batch: int = 32) -> torch.Tensor:
+    """Logits (N, classes) float32 (CPU) of uint8 clips (N, T, H, W, 3), through the classifier's own processor.
+
+    T must be the model's ``config.num_frames`` (VideoMAE's position table is sized for it; see
+    :func:`videomae_for_num_frames`)."""
     model, processor = classifier
-    device, dtype = model.device, model.dtype
     out = []
     for a in range(0, len(clips), batch):
-        videos = [list(v) for v in _uint8_frames(clips[a:a + batch])]
-        pixels = processor(videos, return_tensors="pt").pixel_values
-        out.append(model(pixel_values=pixels.to(device, dtype)).logits.argmax(-1).cpu())
+        pixels = processor([list(v) for v in clips[a:a + batch]], return_tensors="pt").pixel_values
+        out.append(model(pixel_values=pixels.to(model.device, model.dtype)).logits.float().cpu())
     return torch.cat(out)
+
+
+def frame_probabilities(classifier: Classifier, frames: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """Softmax probabilities (N, classes) of uint8 frames (N, H, W, 3): what the N-way test ranks."""
+    return frame_logits(classifier, frames, batch).softmax(-1)
+
+
+def clip_probabilities(classifier: Classifier, clips: np.ndarray, batch: int = 32) -> torch.Tensor:
+    """Softmax probabilities (N, classes) of uint8 clips (N, T, H, W, 3): what the N-way test ranks."""
+    return clip_logits(classifier, clips, batch).softmax(-1)
+
+
+def videomae_for_num_frames(classifier: Classifier, num_frames: int) -> Classifier:
+    """The same VideoMAE classifier for clips of ``num_frames`` frames (the processor is shared).
+
+    What the field's video N-way does with ``from_pretrained(..., num_frames=6)`` (field-and-evaluation.md §2.3):
+    VideoMAE's position embeddings are a fixed sinusoid table sized by ``config.num_frames``, not weights, so a
+    model rebuilt with another frame count takes the same state dict.  Returns ``classifier`` itself when it
+    already has ``num_frames``.
+    """
+    model, processor = classifier
+    if model.config.num_frames == num_frames:
+        return classifier
+    if num_frames % model.config.tubelet_size:
+        raise ValueError(f"video classifier: {num_frames} frames do not split into tubelets of "
+                         f"{model.config.tubelet_size}; give a multiple of the tubelet size")
+    config = type(model.config).from_dict({**model.config.to_dict(), "num_frames": num_frames})
+    rebuilt = type(model)(config).to(model.device, model.dtype).eval()
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    return Classifier(rebuilt, processor)
+
+
+def predict_frames(classifier: Classifier, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Class ids (N,) of frames (N, 3, S, S) in [0, 1], through the classifier's own processor."""
+    return frame_logits(classifier, _uint8_frames(images), batch).argmax(-1)
+
+
+def predict_clips(classifier: Classifier, clips: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """Class ids (N,) of clips (N, T, 3, S, S) in [0, 1], through the classifier's own processor."""
+    return clip_logits(classifier, _uint8_frames(clips), batch).argmax(-1)
 
 
 def _classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
