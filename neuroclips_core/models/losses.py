@@ -1,4 +1,5 @@
-"""Training losses of the Perception Reconstructor: the paper's Eq. 1 and the official code's variant.
+"""Training losses of the Perception Reconstructor (the paper's Eq. 1 and the official code's variant) and the
+contrastive losses of the Semantics Reconstructor (MixCo, BiMixCo, SoftCLIP; see the section at the end).
 
 ``kind="paper"`` (Eq. 1), on predicted latents e_Y and VAE latents e_X of a clip's N_f frames::
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,11 +108,15 @@ def soft_cont_loss(student: torch.Tensor, teacher: torch.Tensor, teacher_aug: to
     from both sides (neuroclips-official-code.md §2.4).
     """
     s, t, ta = (F.normalize(x.float(), dim=-1) for x in (student, teacher, teacher_aug))
-    target_1 = F.softmax(t @ ta.T / temperature, dim=-1)
-    loss_1 = -(target_1 * F.log_softmax(s @ ta.T / temperature, dim=-1)).sum(-1).mean()
-    target_2 = F.softmax(ta @ t.T / temperature, dim=-1)
-    loss_2 = -(target_2 * F.log_softmax(ta @ s.T / temperature, dim=-1)).sum(-1).mean()
+    loss_1 = soft_cross_entropy(s @ ta.T / temperature, F.softmax(t @ ta.T / temperature, dim=-1))
+    loss_2 = soft_cross_entropy(ta @ s.T / temperature, F.softmax(ta @ t.T / temperature, dim=-1))
     return (loss_1 + loss_2) / 2
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each row of ``logits`` (N, M) against the target weights ``targets`` (N, M), averaged over
+    rows: -mean_i sum_j targets[i, j] log softmax(logits[i])[j].  One-hot targets give ``F.cross_entropy``."""
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
 def pool_tokens(tokens: torch.Tensor, n_out: int) -> torch.Tensor:
@@ -242,3 +248,205 @@ class PerceptionLoss:
                               ta.reshape(-1, ta.shape[-1]), c.soft_temperature)
         loss = c.blur_scale * (l1 + c.soft_scale * soft)
         return loss, {"mae": float(l1.detach()), "soft_contrastive": float(soft.detach())}
+
+
+# ======================================================================= Semantics Reconstructor (paper §3.2)
+# MindEye2's functions (utils.mixco, mixco_nce, soft_clip_loss, cosine_anneal) with NeuroClips' settings
+# (neuroclips-official-code.md §3.4, §3.6-3.7), written here from their description.
+#: what each recipe changes from :class:`SemanticsLossConfig`'s defaults (which are the official settings)
+SR_RECIPES = {"official": {}, "paper": {"mixup_pct": 0.33, "text_weight": 0.0}}
+
+
+@dataclass(frozen=True)
+class SemanticsLossConfig:
+    """Which Semantics Reconstructor losses, with which weights and temperatures (declarative: the training
+    driver reads it).  Build with :meth:`for_recipe` (``"official"`` or ``"paper"``, then any overrides).
+
+    ``recipe="official"`` (the README's two stages, neuroclips-official-code.md §3.7):
+
+    - stage ``"backbone"`` (ridge + backbone + clip projector trained): BiMixCo for every epoch
+      (``mixup_pct`` 1.0, so SoftCLIP is never used) + ``text_weight`` 0.25 x Reftm(clip_voxels);
+    - stage ``"prior"`` (diffusion prior only): ``prior_weight`` 30 x prior MSE + ``prior_text_weight`` 1.0 x
+      Reftm(prior output).  (The code also adds SoftCLIP there, a constant since the backbone is frozen.)
+
+    ``recipe="paper"`` (Eq. 4, one joint stage ``"joint"``): L_BiMixCo + delta L_Prior + mu L_Reftm with
+    delta = ``prior_weight`` 30 and mu = ``prior_text_weight`` 1, Reftm on the prior's output (the paper's
+    e^re, Eq. 10), no Reftm on clip_voxels; the contrastive term follows MindEye2, on which §3.2 builds:
+    BiMixCo for the first ``mixup_pct`` 0.33 of the epochs, SoftCLIP after.
+
+    Attributes:
+        recipe: ``"official"`` or ``"paper"``.
+        mixup_pct: fraction of the epochs trained with MixCo + BiMixCo; SoftCLIP after (MindEye2's switch
+            ``epoch < int(mixup_pct * num_epochs)``).
+        mix_beta: alpha = beta of the Beta distribution of MixCo's mixing weights (0.15).
+        mix_select_prob: probability that a sample is mixed (0.5).
+        bimixco_temperature: tau of BiMixCo (0.006).
+        reftm_temperature: tau of the Reftm InfoNCE (0.1).
+        contrastive_weight: weight of BiMixCo / SoftCLIP (1 in both recipes).
+        text_weight: weight of Reftm on ``clip_voxels`` (official stage A 0.25; the paper has none).
+        prior_weight: delta, the weight of the diffusion prior's MSE (30).
+        prior_text_weight: mu, the weight of Reftm on the prior's output (1).
+        soft_clip_temperatures: (start, end) of SoftCLIP's tau, cosine-annealed over the post-mixup epochs
+            (0.004 up to 0.0075).
+    """
+
+    recipe: str = "official"
+    mixup_pct: float = 1.0
+    mix_beta: float = 0.15
+    mix_select_prob: float = 0.5
+    bimixco_temperature: float = 0.006
+    reftm_temperature: float = 0.1
+    contrastive_weight: float = 1.0
+    text_weight: float = 0.25
+    prior_weight: float = 30.0
+    prior_text_weight: float = 1.0
+    soft_clip_temperatures: tuple = (0.004, 0.0075)
+
+    def __post_init__(self):
+        name = type(self).__name__
+        if self.recipe not in SR_RECIPES:
+            raise ValueError(f"{name}.recipe: expected one of {tuple(SR_RECIPES)} ('official': the README's two "
+                             f"stages; 'paper': Eq. 4 trained jointly), found {self.recipe!r}")
+        temps = tuple(float(t) for t in self.soft_clip_temperatures)
+        if len(temps) != 2 or not all(math.isfinite(t) and t > 0 for t in temps):
+            raise ValueError(f"{name}.soft_clip_temperatures: expected (start, end), two positive numbers, found "
+                             f"{self.soft_clip_temperatures!r}")
+        object.__setattr__(self, "soft_clip_temperatures", temps)
+        for key in ("mixup_pct", "mix_select_prob"):
+            value = getattr(self, key)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}.{key}: expected a fraction in [0, 1], found {value!r}")
+        for key in ("mix_beta", "bimixco_temperature", "reftm_temperature"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}.{key}: expected a positive number, found {value!r}")
+        for key in ("contrastive_weight", "text_weight", "prior_weight", "prior_text_weight"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}.{key}: expected a weight >= 0, found {value!r}")
+
+    @classmethod
+    def for_recipe(cls, recipe: str, **overrides) -> "SemanticsLossConfig":
+        """The settings of ``recipe`` (:data:`SR_RECIPES`), then ``overrides``: ``"official"`` = the README's
+        commands, ``"paper"`` = Eq. 4 jointly with MindEye2's mixup_pct 0.33 then SoftCLIP."""
+        if recipe not in SR_RECIPES:
+            raise ValueError(f"SemanticsLossConfig.for_recipe: expected one of {tuple(SR_RECIPES)}, found {recipe!r}")
+        return cls(**{"recipe": recipe, **SR_RECIPES[recipe], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def stage_weights(self) -> dict[str, dict[str, float]]:
+        """{stage: {term: weight}} in training order, zero weights left out.  Terms: ``"contrastive"``
+        (BiMixCo or SoftCLIP by epoch), ``"reftm_clip_voxels"``, ``"prior"``, ``"reftm_prior"``."""
+        contrastive = {"contrastive": self.contrastive_weight, "reftm_clip_voxels": self.text_weight}
+        prior = {"prior": self.prior_weight, "reftm_prior": self.prior_text_weight}
+        stages = ({"backbone": contrastive, "prior": prior} if self.recipe == "official"
+                  else {"joint": {**contrastive, **prior}})
+        return {stage: {k: w for k, w in terms.items() if w} for stage, terms in stages.items()}
+
+    def mixup_epochs(self, num_epochs: int) -> int:
+        """How many of ``num_epochs`` epochs mix (MindEye2: ``int(mixup_pct * num_epochs)``)."""
+        return int(self.mixup_pct * num_epochs)
+
+    def uses_mixup(self, epoch: int, num_epochs: int) -> bool:
+        """Whether ``epoch`` (0-based) trains with MixCo + BiMixCo (else SoftCLIP)."""
+        return epoch < self.mixup_epochs(num_epochs)
+
+    def soft_clip_tau(self, epoch: int, num_epochs: int) -> float:
+        """SoftCLIP's temperature at ``epoch`` (0-based), annealed over the epochs after the mixup ones."""
+        m = self.mixup_epochs(num_epochs)
+        if epoch < m:
+            raise ValueError(f"SemanticsLossConfig.soft_clip_tau: epoch {epoch} is a mixup epoch (the first {m} of "
+                             f"{num_epochs} are); SoftCLIP starts at epoch {m}")
+        return soft_clip_temperature(epoch - m, num_epochs - m, *self.soft_clip_temperatures)
+
+
+def _beta_samples(n: int, alpha: float, generator: torch.Generator) -> torch.Tensor:
+    """(n,) float32 draws of Beta(alpha, alpha), reproducible from ``generator``.
+
+    torch's Beta sampler takes no generator, so a seed drawn from ``generator`` seeds numpy's Beta sampler.
+    """
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
+    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, n).astype(np.float32))
+
+
+def mixco(voxels: torch.Tensor, generator: torch.Generator, beta_alpha: float = 0.15,
+          select_prob: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MixCo in voxel space (MindEye2's ``utils.mixco``): voxels (B, ...) -> (mixed (B, ...), betas (B,), perm (B,)).
+
+    perm is a random permutation of the batch, beta_i ~ Beta(beta_alpha, beta_alpha); each sample is mixed with
+    probability ``select_prob``: v_i <- beta_i v_i + (1 - beta_i) v_perm[i]; unselected samples are left as they
+    are and get beta_i = 1.  Unlike the official function, the input is not modified in place, and every draw
+    comes from ``generator`` (so a run is reproducible).  ``betas`` is float32 on the voxels' device.
+    """
+    if beta_alpha <= 0 or not 0 <= select_prob <= 1:
+        raise ValueError(f"mixco: expected beta_alpha > 0 and select_prob in [0, 1], found {beta_alpha!r} and "
+                         f"{select_prob!r}")
+    b, dev = voxels.shape[0], voxels.device
+    perm = torch.randperm(b, generator=generator, device=generator.device).to(dev)
+    betas = _beta_samples(b, beta_alpha, generator).to(dev)
+    select = (torch.rand(b, generator=generator, device=generator.device) < select_prob).to(dev)
+    betas = torch.where(select, betas, torch.ones_like(betas))
+    w = betas.to(voxels.dtype).view(-1, *([1] * (voxels.ndim - 1)))
+    return w * voxels + (1 - w) * voxels[perm], betas, perm
+
+
+def mixco_targets(betas: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """BiMixCo's soft target matrix (B, B): P = diag(betas), plus 1 - beta_i at P[i, perm[i]].
+
+    Added, not assigned as in MindEye2's ``mixco_nce``: where perm[i] = i the official assignment overwrites the
+    diagonal (an unmixed sample with perm[i] = i gets an all-zero row and no loss); adding keeps every row a
+    distribution.  Elsewhere the two agree.
+    """
+    p = torch.diag(betas.float())
+    return p.index_put((torch.arange(len(betas), device=betas.device), perm), 1 - betas.float(), accumulate=True)
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B, D) float32 rows of unit L2 norm (tokens flattened, as the official losses compare them)."""
+    return F.normalize(x.float().flatten(1), dim=-1)
+
+
+def bimixco_nce(brain: torch.Tensor, clip: torch.Tensor, temperature: float = 0.006,
+                betas: torch.Tensor | None = None, perm: torch.Tensor | None = None) -> torch.Tensor:
+    """BiMixCo (paper Eq. 8; MindEye2's ``mixco_nce``): brain, clip (B, ...) -> scalar.
+
+    logits = unit(brain) unit(clip)^T / temperature on the flattened vectors; loss = 1/2 [soft CE of the rows
+    against :func:`mixco_targets` + soft CE of the columns against its transpose].  The column term weighs the
+    pair (l, perm[l]) with 1 - beta_l (the official code; Eq. 8 writes 1 - lambda_j).  Without ``betas`` and
+    ``perm`` the targets are the identity: plain bidirectional InfoNCE (the Reftm loss, tau 0.1).
+    """
+    if (betas is None) != (perm is None):
+        raise ValueError("bimixco_nce: pass both betas and perm (from mixco) or neither (plain InfoNCE)")
+    logits = _unit_rows(brain) @ _unit_rows(clip).T / temperature
+    targets = (torch.eye(len(logits), device=logits.device) if betas is None
+               else mixco_targets(betas.to(logits.device), perm.to(logits.device)))
+    return (soft_cross_entropy(logits, targets) + soft_cross_entropy(logits.T, targets.T)) / 2
+
+
+def soft_clip_loss(brain: torch.Tensor, clip: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SoftCLIP (MindEye2's ``soft_clip_loss``): brain, clip (B, ...) -> scalar.
+
+    Targets softmax(unit(clip) unit(clip)^T / tau) row-wise: a brain embedding should be as similar to each
+    image as its own image is.  Both directions use the same targets, as the official code does.
+    """
+    b, c = _unit_rows(brain), _unit_rows(clip)
+    targets = F.softmax(c @ c.T / temperature, dim=-1)
+    logits = b @ c.T / temperature
+    return (soft_cross_entropy(logits, targets) + soft_cross_entropy(logits.T, targets)) / 2
+
+
+def soft_clip_temperature(epoch: int, n_epochs: int, start: float = 0.004, end: float = 0.0075) -> float:
+    """SoftCLIP's tau at ``epoch`` of ``n_epochs`` (0-based, counted from the first post-mixup epoch).
+
+    MindEye2's ``cosine_anneal(start, end, n_epochs)[epoch]``: end + (start - end)/2 (1 + cos(pi epoch/(n - 1))),
+    from ``start`` at the first epoch to ``end`` at the last (increasing for the defaults); ``start`` when there
+    is a single epoch (the official formula divides by zero there).
+    """
+    if n_epochs < 1 or not 0 <= epoch < n_epochs:
+        raise ValueError(f"soft_clip_temperature: expected 0 <= epoch < n_epochs, found epoch {epoch} of "
+                         f"{n_epochs}")
+    if n_epochs == 1:
+        return float(start)
+    return float(end + (start - end) / 2 * (1 + math.cos(math.pi * epoch / (n_epochs - 1))))

@@ -52,18 +52,25 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import ResidualMLP, check_fmri, count_parameters, init_linear_from_ridge, voxel_weight_norms
+from .checkpoint import CheckpointError, CheckpointKind, Checkpointed
+
 CHECKPOINT_FORMAT = "neuroclips_core.perception"
 CHECKPOINT_VERSION = 1
 
 
-class PerceptionCheckpointError(ValueError):
+class PerceptionCheckpointError(CheckpointError):
     """A PR checkpoint is missing, of another kind, or made for another subject's voxel count."""
+
+
+PERCEPTION_CHECKPOINT = CheckpointKind(
+    format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, model_name="Perception Reconstructor", short_name="PR",
+    train_hint="neuroclips_core.perception_run.train_perception(cfg)", error=PerceptionCheckpointError)
 
 
 # ================================================================================================ config
@@ -171,18 +178,6 @@ class PerceptionConfig:
 # ================================================================================================ blocks
 def _groups(channels: int, wanted: int) -> int:
     return math.gcd(channels, wanted)
-
-
-class ResidualMLP(nn.Module):
-    """x + Linear(Drop(GELU(Linear(LN(x))))): (..., d) -> (..., d)."""
-
-    def __init__(self, dim: int, dropout: float):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(dim, dim))
-
-    def forward(self, x):
-        return x + self.net(x)
 
 
 class InceptionExtension(nn.Module):
@@ -352,8 +347,15 @@ class TokenProjector(nn.Module):
 
 
 # ================================================================================================= model
-class PerceptionReconstructor(nn.Module):
-    """fMRI (B, V) -> VAE latents (B, F, C_lat, s, s) of the clip's F frames (see the module docstring)."""
+class PerceptionReconstructor(nn.Module, Checkpointed):
+    """fMRI (B, V) -> VAE latents (B, F, C_lat, s, s) of the clip's F frames (see the module docstring).
+
+    ``save(path, **meta)`` and ``PerceptionReconstructor.load(path, n_voxels)`` (:class:`~.checkpoint.Checkpointed`)
+    write and read its checkpoints.
+    """
+
+    checkpoint_kind = PERCEPTION_CHECKPOINT
+    config_class = PerceptionConfig
 
     def __init__(self, config: PerceptionConfig):
         super().__init__()
@@ -370,9 +372,7 @@ class PerceptionReconstructor(nn.Module):
     def embed(self, fmri: torch.Tensor) -> torch.Tensor:
         """fMRI (B, V) -> coarse spatial embeddings (B F, c, e, e), frames of a clip in consecutive rows."""
         c = self.config
-        if fmri.ndim != 2 or fmri.shape[1] != c.n_voxels:
-            raise ValueError(f"PerceptionReconstructor: expected fMRI of shape (B, {c.n_voxels}), "
-                             f"found {tuple(fmri.shape)}")
+        check_fmri(fmri, c.n_voxels, "PerceptionReconstructor")
         pseudo = self.inception(fmri)                                      # (B, F, V)
         x = self.backbone(self.ridge(pseudo.reshape(-1, c.n_voxels)))      # (B F, hidden)
         b = self.to_embedding(x).view(-1, c.embed_channels, c.embed_size, c.embed_size)
@@ -392,46 +392,20 @@ class PerceptionReconstructor(nn.Module):
         tokens = self.token_projector(b)
         return latents, tokens.view(-1, c.n_frames, *tokens.shape[1:])
 
-    @torch.no_grad()
     def init_from_ridge(self, coef: torch.Tensor, fmri: torch.Tensor) -> None:
         """Start the Inception Extension's first layer in the subspace a closed-form ridge found predictive.
 
         ``coef`` (V, K): ridge weights fMRI -> the flattened target latents (K = F C s s); ``fmri`` (n, V): the
-        training inputs.  The layer's ``inception_hidden`` rows become the leading left singular vectors of
-        ``coef`` (scaled by their singular values), normalised to unit variance and zero mean on ``fmri``: the
-        network starts from the voxel-space directions ridge regression uses, instead of random ones.  Not in
-        the official code (random initialisation); the sim recipe uses it because a few CPU minutes of SGD
-        from random weights do not reach what ridge's closed form gets from the same noisy data.
+        training inputs (see :func:`~.blocks.init_linear_from_ridge`).  Not in the official code (random
+        initialisation); the sim recipe uses it because a few CPU minutes of SGD from random weights do not reach
+        what ridge's closed form gets from the same noisy data.
         """
-        lin = self.inception.lin0[0]
-        h = lin.out_features
-        coef = coef.to(torch.float32)
-        rank = min(h, *coef.shape)
-        u, sv, _ = torch.svd_lowrank(coef, q=min(rank + 10, *coef.shape), niter=4)
-        w = (u[:, :rank] * sv[:rank]).T                                   # (rank, V)
-        x = fmri.to(torch.float32)
-        feats = x @ w.T
-        scale = feats.std(0).clamp_min(1e-8)
-        w = w / scale[:, None]
-        lin.weight[:rank] = w.to(lin.weight)
-        lin.bias[:rank] = -(x.mean(0) @ w.T).to(lin.bias)
+        init_linear_from_ridge(self.inception.lin0[0], coef, fmri)
 
     def voxel_weights(self) -> torch.Tensor:
         """(V,) L2 norm of each voxel's input weights (the Inception Extension's first layer): how much the
         model reads each voxel, for flat maps."""
-        return self.inception.lin0[0].weight.detach().float().norm(dim=0).cpu()
-
-    # ------------------------------------------------------------------------------------- checkpoint
-    def save(self, path: str | os.PathLike, **meta) -> Path:
-        """Write ``{format, version, config, n_voxels, state_dict, meta}`` to ``path`` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config.to_dict(),
-                    "n_voxels": self.config.n_voxels,
-                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}, "meta": meta}, tmp)
-        os.replace(tmp, path)
-        return path
+        return voxel_weight_norms(self.inception.lin0[0])
 
 
 def load_perception(path: str | os.PathLike, n_voxels: int | None = None, device: str | torch.device = "cpu",
@@ -444,30 +418,7 @@ def load_perception(path: str | os.PathLike, n_voxels: int | None = None, device
             indexed by that subject's selected voxels).
         subject: only to name the subject in that error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise PerceptionCheckpointError(f"{path}: no Perception Reconstructor checkpoint there; train one with "
-                                        "neuroclips_core.perception_run.train_perception(cfg)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise PerceptionCheckpointError(f"{path}: expected a {CHECKPOINT_FORMAT!r} checkpoint, found {found!r}")
-    found_v = int(ckpt["n_voxels"])
-    if n_voxels is not None and int(n_voxels) != found_v:
-        who = f"subject {subject}" if subject is not None else "the data given"
-        made = ckpt.get("meta", {}).get("subject")
-        raise PerceptionCheckpointError(
-            f"{path}: this Perception Reconstructor was trained for {found_v} voxels"
-            f"{f' (subject {made})' if made is not None else ''}, but {who} has {int(n_voxels)} selected voxels. "
-            "A PR reads one subject's voxel selection and cannot be moved to another: load the checkpoint of "
-            f"{who} or train one for it (train_perception(cfg) with subject={subject if subject else 'N'}).")
-    model = PerceptionReconstructor(PerceptionConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt.get("meta", {})
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return PerceptionReconstructor.load(path, n_voxels=n_voxels, device=device, subject=subject)
 
 
 @torch.no_grad()
