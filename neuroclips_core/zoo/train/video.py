@@ -345,16 +345,19 @@ class VideoParts(NamedTuple):
 @torch.no_grad()
 def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor | None = None,
                    latents: torch.Tensor | None = None, steps: int = 25, guidance_scale: float = 7.5,
-                   generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES) -> torch.Tensor:
-    """DDIM with classifier-free guidance (the empty caption as the unconditional branch): final latents
-    (B, 4, F, h, w).
+                   generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES,
+                   negative_captions: list[str] | None = None) -> torch.Tensor:
+    """DDIM with classifier-free guidance (the negative captions, by default the empty one, as the unconditional
+    branch), the full chain of ``steps`` timesteps from the noisiest: final latents (B, 4, F, h, w).
 
     Args:
         parts: t2v parts, VAE and (for keyframe conditioning) the SparseCtrl.
         captions: B prompts.
         keyframes: (B, 3, S, S) in [0, 1], held at frame 0 through the SparseCtrl (needs ``parts.controlnet``).
-        latents: starting noise (B, 4, F, h, w); drawn from ``generator`` when None.
+        latents: starting latents (B, 4, F, h, w) at the first timestep's noise level (pure noise, or NeuroClips'
+            alpha-guided blurry latents); drawn from ``generator`` when None.
         steps, guidance_scale: DDIM steps (on a private copy of the t2v scheduler) and CFG scale.
+        negative_captions: B prompts of the unconditional branch (None: "" for each, diffusers' default).
     """
     unet, text_encoder, tokenizer = parts.t2v["unet"], parts.t2v["text_encoder"], parts.t2v["tokenizer"]
     scheduler = type(parts.t2v["scheduler"]).from_config(parts.t2v["scheduler"].config)
@@ -365,7 +368,10 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
         latents = latents * scheduler.init_noise_sigma
     latents = latents.to(device, dtype)
     num_frames = latents.shape[2]
-    text = torch.cat([encode_captions(text_encoder, tokenizer, [""] * b),
+    negative = [""] * b if negative_captions is None else list(negative_captions)
+    if len(negative) != b:
+        raise ValueError(f"denoise_videos: expected {b} negative captions (one per caption), found {len(negative)}")
+    text = torch.cat([encode_captions(text_encoder, tokenizer, negative),
                       encode_captions(text_encoder, tokenizer, captions)]).to(dtype)
     text = per_frame(text, num_frames)
     control = None
