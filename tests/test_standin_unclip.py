@@ -96,11 +96,11 @@ def test_quick_unclip_metrics_and_provenance(quick):
 def test_unclip_needs_the_vae_and_clip(tmp_path, quick):
     import shutil
 
-    with pytest.raises(TrainError, match=r"(?s)needs the trained vae, clip.*--roles vae,clip,unclip"):
+    with pytest.raises(TrainError, match=r"(?s)needs the trained vae and clip.*--roles frame_classifier,vae,clip,unclip"):
         UnclipRecipe(UnclipRecipe.quick_config(), 0, tmp_path).build()
     root, _ = quick
     shutil.copytree(root / "weights" / "vae", tmp_path / "vae")
-    with pytest.raises(TrainError, match=r"(?s)needs the trained clip\b.*holds none.*--roles vae,clip,unclip"):
+    with pytest.raises(TrainError, match=r"(?s)needs the trained clip\b.*holds none.*--roles frame_classifier,vae,clip,unclip"):
         UnclipRecipe(UnclipRecipe.quick_config(), 0, tmp_path).build()
 
 

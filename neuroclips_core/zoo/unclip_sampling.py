@@ -110,7 +110,8 @@ def _vector_condition(unet, vector: torch.Tensor | None, batch: int) -> torch.Te
 def generate_keyframes(unclip: UnClip, vae, tokens: torch.Tensor, *, init_images: torch.Tensor | None = None,
                        strength: float = 1.0, steps: int = 25, guidance_scale: float = MINDEYE2_GUIDANCE,
                        vector: torch.Tensor | None = None, uncond_tokens: torch.Tensor | None = None,
-                       generator: torch.Generator | None = None, batch: int = 64) -> torch.Tensor:
+                       generator: torch.Generator | list[torch.Generator] | None = None,
+                       batch: int = 64) -> torch.Tensor:
     """Keyframes from CLIP image tokens.
 
     Args:
@@ -125,8 +126,9 @@ def generate_keyframes(unclip: UnClip, vae, tokens: torch.Tensor, *, init_images
             (unclip6: :func:`~.sgm_unclip.sgm_vector_condition`); used in both guidance branches.
         uncond_tokens: the unconditional branch's tokens, (B or 1, T, C); default all zeros.
         generator: CPU generator of the starting noise (and of any stochastic scheduler step): the same
-            generator state gives the same images.
-        batch: keyframes per UNet call (chunks are drawn in order from ``generator``).
+            generator state gives the same images.  Or a list of B generators, one per keyframe: keyframe i's
+            noise then comes from ``generator[i]`` alone, so neither ``batch`` nor its batch-mates change it.
+        batch: keyframes per UNet call (with one generator, chunks are drawn from it in order).
 
     Returns:
         images (B, 3, S, S) float32 in [0, 1] on the CPU.  From noise, the latents are
@@ -141,6 +143,8 @@ def generate_keyframes(unclip: UnClip, vae, tokens: torch.Tensor, *, init_images
                          f"width); got {tuple(tokens.shape)}")
     if init_images is not None and len(init_images) != len(tokens):
         raise ValueError(f"init_images has {len(init_images)} images for {len(tokens)} token sets; give one each")
+    if isinstance(generator, (list, tuple)) and len(generator) != len(tokens):
+        raise ValueError(f"generator: a list needs one generator per keyframe ({len(tokens)}); got {len(generator)}")
     vector = _vector_condition(unet, vector, len(tokens))
     if uncond_tokens is not None:
         uncond_tokens = uncond_tokens.expand_as(tokens) if len(uncond_tokens) == 1 else uncond_tokens
@@ -153,9 +157,17 @@ def generate_keyframes(unclip: UnClip, vae, tokens: torch.Tensor, *, init_images
         part = slice(a, a + batch)
         latents = _denoise(unet, scheduler, vae, tokens[part], None if uncond_tokens is None else uncond_tokens[part],
                            None if vector is None else vector[part], None if init_images is None else init_images[part],
-                           strength, steps, guidance_scale, generator)
+                           strength, steps, guidance_scale,
+                           generator[part] if isinstance(generator, (list, tuple)) else generator)
         out.append(decode_scaled(vae, latents).cpu())
     return torch.cat(out)
+
+
+def _gaussian(shape: tuple, generator) -> torch.Tensor:
+    """Standard normal (B, ...) on the CPU from one generator, or row i from ``generator[i]`` of a list."""
+    if isinstance(generator, (list, tuple)):
+        return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in generator])
+    return torch.randn(shape, generator=generator)
 
 
 def _denoise(unet, scheduler, vae, tokens, uncond_tokens, vector, init_images, strength, steps, guidance_scale,
@@ -168,12 +180,12 @@ def _denoise(unet, scheduler, vae, tokens, uncond_tokens, vector, init_images, s
     if init_images is None:
         timesteps = img2img_timesteps(scheduler, steps, 1.0)
         size = unet.config.sample_size
-        noise = torch.randn((b, unet.config.in_channels, size, size), generator=generator)
+        noise = _gaussian((b, unet.config.in_channels, size, size), generator)
         latents = noise.to(device) * scheduler.init_noise_sigma
     else:
         timesteps = img2img_timesteps(scheduler, steps, strength)
         latents = encode_scaled(vae, init_images).float().to(device)
-        noise = torch.randn(latents.shape, generator=generator).to(device)
+        noise = _gaussian(tuple(latents.shape), generator).to(device)
         if len(timesteps):
             latents = scheduler.add_noise(latents, noise, timesteps[:1].repeat(b))
     guided = guidance_scale != 1.0

@@ -163,20 +163,55 @@ def vit_to_blip2_vision(vit, vision_model) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ captioning
+def prompt_inputs(captioner: Captioner, n: int, prompt: str | None = None) -> dict:
+    """``input_ids`` / ``attention_mask`` (n, Q + L) that start the captions.
+
+    No prompt: ``[<image> x Q, BOS]``, exactly what ``generate`` builds when called with images only (the
+    official BLIP-2 call).  A prompt: ``[<image> x Q, tokenizer(prompt)]``, what the processor builds for images
+    with that text.  The same prompt for all n, so there is no padding.
+    """
+    model, processor = captioner
+    q = model.config.num_query_tokens
+    if prompt is None:
+        text = torch.tensor([[model.config.text_config.bos_token_id]] * n)
+    else:
+        text = processor.tokenizer([prompt] * n, return_tensors="pt").input_ids
+    ids = torch.cat([torch.full((n, q), model.config.image_token_index, dtype=text.dtype), text], 1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
 @torch.no_grad()
+def generate_captions(captioner: Captioner, pixel_values: torch.Tensor, prompt: str | None = None,
+                      max_new_tokens: int | None = None) -> list[str]:
+    """Greedy captions (one ``generate`` call, as BLIP-2 captions for NeuroClips: no sampling, one beam) of
+    ``pixel_values`` (B, 3, S, S) as the processor makes them; only the new tokens are decoded, stripped.
+    ``max_new_tokens=None`` keeps the model's generation defaults (the official call passes no arguments)."""
+    model, processor = captioner
+    inputs = {k: v.to(model.device) for k, v in prompt_inputs(captioner, len(pixel_values), prompt).items()}
+    length = {} if max_new_tokens is None else {"max_new_tokens": int(max_new_tokens)}
+    ids = model.generate(pixel_values=pixel_values.to(model.device, model.dtype), **inputs, do_sample=False,
+                         num_beams=1, **length)
+    texts = processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return [text.strip() for text in texts]
+
+
+def caption_frames(captioner: Captioner, frames: np.ndarray, max_new_tokens: int | None = 24,
+                   prompt: str | None = None, batch: int = 128) -> list[str]:
+    """Greedy captions of uint8 frames (N, H, W, 3), as a user makes them: the captioner's own processor (resize,
+    normalise), then :func:`generate_captions` in batches of ``batch``."""
+    _, processor = captioner
+    out = []
+    for a in range(0, len(frames), batch):
+        pixels = processor.image_processor(list(frames[a:a + batch]), return_tensors="pt").pixel_values
+        out += generate_captions(captioner, pixels, prompt, max_new_tokens)
+    return out
+
+
 def caption_images(captioner: Captioner, images: torch.Tensor, max_new_tokens: int = 24,
                    batch: int = 128) -> list[str]:
-    """Greedy captions of images (N, 3, S, S) in [0, 1], as a user makes them: 8-bit frames through the
-    captioner's processor with no prompt (``[<image> x Q, BOS]``), ``generate``, only the new tokens decoded."""
-    model, processor = captioner
-    out = []
-    for a in range(0, len(images), batch):
-        frames = list(_uint8_frames(images[a:a + batch].cpu()))
-        inputs = processor(images=frames, text=[""] * len(frames), return_tensors="pt").to(model.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
-        out += processor.batch_decode(ids[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [text.strip() for text in out]
+    """Greedy captions of images (N, 3, S, S) in [0, 1] without a prompt: 8-bit frames through
+    :func:`caption_frames`."""
+    return caption_frames(captioner, _uint8_frames(images.cpu()), max_new_tokens, batch=batch)
 
 
 class CaptionParts(NamedTuple):
