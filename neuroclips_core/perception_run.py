@@ -46,10 +46,8 @@ fingerprints); an interrupted run resumes from ``train/last.pt``; changed parame
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +55,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .artifacts import (StepRecipe, StepResult, cached_rows, json_clean, module_fingerprint, profile_role,
+                        read_finished_run, start_run_dir, step_dir, store_fingerprint, store_with_frames,
+                        train_val_rows)
 from .config import ConfigError, RunConfig
 from .data.store import ClipDataset, Store
 from .metrics import video_metrics
@@ -75,7 +76,7 @@ SIM_LOSS = LossConfig(kind="paper", contrastive_weight=0.25, negatives="clip", b
 
 
 @dataclass(frozen=True)
-class PerceptionRunConfig:
+class PerceptionRunConfig(StepRecipe):
     """How the PR is trained for a subject (everything here is recorded and checked on reuse/resume).
 
     Attributes:
@@ -110,15 +111,7 @@ class PerceptionRunConfig:
     batch_size_eval: int = 64
 
     def __post_init__(self):
-        if self.size not in ("sim", "paper"):
-            raise ValueError(f"PerceptionRunConfig.size must be 'sim' or 'paper', found {self.size!r}")
-        if self.repetition not in ("random", "mean"):
-            raise ValueError(f"PerceptionRunConfig.repetition must be 'random' or 'mean', found {self.repetition!r}")
-
-    @classmethod
-    def sim(cls, **overrides) -> "PerceptionRunConfig":
-        """The default sim recipe (cc2017-sim default preset, CPU): a few minutes on 2 cores."""
-        return cls(**overrides)
+        self.check_choices()
 
     @classmethod
     def quick(cls, **overrides) -> "PerceptionRunConfig":
@@ -130,13 +123,6 @@ class PerceptionRunConfig:
         """The official recipe on a GPU: paper sizes, batch 40, lr 3e-4, 150 epochs (App. A; the README's 80)."""
         return cls(**{"size": "paper", "epochs": 150, "batch_size": 40, "lr": 3e-4, "init_from_ridge": False,
                       "loss": LossConfig(), **overrides})
-
-    @classmethod
-    def for_config(cls, cfg: RunConfig, **overrides) -> "PerceptionRunConfig":
-        """The recipe a chapter run uses: quick, sim or paper by ``cfg``."""
-        if cfg.quick:
-            return cls.quick(**overrides)
-        return cls.sim(**overrides) if cfg.profile == "sim" else cls.paper(**overrides)
 
     def model_config(self, n_voxels: int, latent_shape: tuple[int, int, int], token_dim: int = 0) -> PerceptionConfig:
         """The PR's sizes for a subject's voxel count and the VAE's latent shape; ``token_dim``: the official
@@ -186,85 +172,27 @@ class LatentClips(torch.utils.data.Dataset):
         return out
 
 
-# ============================================================================================ fingerprints
-def _sha1_array(a: np.ndarray, chunk_rows: int = 256) -> str:
-    h = hashlib.sha1(f"{a.dtype}{a.shape}".encode())
-    for s in range(0, len(a), chunk_rows):
-        h.update(np.ascontiguousarray(a[s:s + chunk_rows]).data)
-    return h.hexdigest()
-
-
-def module_fingerprint(module: torch.nn.Module) -> str:
-    """sha1 of a model's weights (and config, when it has one): which VAE made a set of latents."""
-    h = hashlib.sha1()
-    cfg = getattr(module, "config", None)
-    if cfg is not None:
-        # private entries (diffusers' "_use_default_values" is a list in set order, which changes from one Python
-        # process to the next) would make the fingerprint, and so every reuse check, random
-        public = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_")}
-        h.update(json.dumps(public, sort_keys=True, default=str).encode())
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
-def store_fingerprint(store: Store) -> str:
-    """sha1 of the store's meta.json and voxel selection: a rebuilt or different store changes it."""
-    h = hashlib.sha1((store.path / "meta.json").read_bytes())
-    h.update(np.ascontiguousarray(store.voxel_indices).data)
-    h.update(str(store.fmri_train.shape).encode())
-    return h.hexdigest()
-
-
+# ============================================================================================== targets
 def cached_latents(vae, frames: np.ndarray, cache_dir: str | os.PathLike, rows: np.ndarray | None = None,
                    batch_size: int = 64, progress: bool = True) -> np.ndarray:
     """VAE latents (N, F, C, h, w) of ``frames`` (N, F, H, W, 3) at ``rows`` (default all; other rows are NaN).
 
     Read from ``cache_dir`` when this VAE already encoded these rows of the same frames (the key holds the VAE's,
-    the frames' and the rows' fingerprints), else encoded and saved there (atomically).  The stimuli are the same
-    for every subject, so the subjects of one dataset share the cache.
+    the frames' and the rows' fingerprints), else encoded and saved there (atomically): :func:`~.artifacts.cached_rows`.
+    The stimuli are the same for every subject, so the subjects of one dataset share the cache.
     """
-    rows = np.arange(len(frames)) if rows is None else np.sort(np.asarray(rows, np.int64))
-    key = f"{module_fingerprint(vae)[:16]}-{_sha1_array(frames)[:16]}-{_sha1_array(rows)[:8]}.npy"
-    path = Path(cache_dir) / key
-    if path.is_file():
-        encoded = np.load(path)
-    else:
-        encoded = encode_frames(vae, _RowView(frames, rows), batch_size=batch_size, progress=progress)
-        save_npy_atomic(path, encoded)
+    encoded, rows = cached_rows(lambda view: encode_frames(vae, view, batch_size=batch_size, progress=progress),
+                                frames, cache_dir, module_fingerprint(vae)[:16], rows)
     out = np.full((len(frames), *encoded.shape[1:]), np.nan, np.float32)
     out[rows] = encoded
     return out
-
-
-class _RowView:
-    """``frames[rows]`` without the copy: what :func:`encode_frames` reads (shape, slicing)."""
-
-    def __init__(self, frames: np.ndarray, rows: np.ndarray):
-        self.frames, self.rows = frames, rows
-        self.shape = (len(rows), *frames.shape[1:])
-
-    def __getitem__(self, sl: slice) -> np.ndarray:
-        return np.asarray(self.frames[self.rows[sl]])
 
 
 # ================================================================================================ models
 def default_vae(cfg: RunConfig, device=None):
     """The VAE of ``cfg``'s profile: the shipped stand-in (sim) or ``weights.yml``'s ``vae`` (paper; the file is
     ``cfg.extra["weights"]`` or ``$NEUROCLIPS_WEIGHTS``)."""
-    device = device or cfg.torch_device()
-    if cfg.profile == "sim":
-        from .zoo import load_standin
-
-        return load_standin("vae", device=device)
-    weights = cfg.extra.get("weights") or os.environ.get("NEUROCLIPS_WEIGHTS")
-    if not weights:
-        raise ConfigError("the paper profile needs the real SD VAE: pass weights=<weights.yml> to make_config or "
-                          "set NEUROCLIPS_WEIGHTS (see neuroclips_core/zoo/weights.example.yml)")
-    from .zoo import load_weights_file
-
-    return load_weights_file(weights).load("vae", device=str(device))
+    return profile_role(cfg, "vae", device)
 
 
 def default_teacher(cfg: RunConfig):
@@ -281,49 +209,37 @@ def default_teacher(cfg: RunConfig):
 
 
 # ================================================================================================ results
-@dataclass
-class PerceptionResult:
-    """What :func:`train_perception` made.  ``metrics`` is metrics.json; ``history`` history.json."""
-
-    folder: Path
-    subject: int
-    metrics: dict
-    history: dict
-    reused: bool
+class PerceptionResult(StepResult):
+    """What :func:`train_perception` made: ``metrics`` is metrics.json, ``history`` history.json, ``checkpoint``
+    the PR."""
 
     @property
-    def checkpoint(self) -> Path:
-        return self.folder / "checkpoint.pt"
-
-    @property
-    def blurry_path(self) -> Path:
-        return self.folder / "blurry_test.npy"
+    def metrics(self) -> dict:
+        return self.summary
 
     def blurry(self) -> np.ndarray:
         """uint8 (N_test, 6, H, W, 3), memory-mapped."""
-        return np.load(self.blurry_path, mmap_mode="r")
+        return self.array("blurry_test.npy")
 
     def baseline(self, name: str) -> np.ndarray:
         """``"mean_frame"`` or ``"ridge"`` test videos, uint8 like :meth:`blurry`."""
-        return np.load(self.folder / "baselines" / f"{name}_test.npy", mmap_mode="r")
+        return self.array(f"baselines/{name}_test.npy")
 
     def load_model(self, n_voxels: int | None = None, device="cpu") -> PerceptionReconstructor:
         return load_perception(self.checkpoint, n_voxels=n_voxels, device=device, subject=self.subject)[0]
 
 
 def perception_dir(cfg: RunConfig, subject: int | None = None) -> Path:
-    return cfg.run_root / cfg.profile / f"subj{(subject or cfg.subject):02d}" / "perception"
+    return step_dir(cfg, subject, "perception")
 
 
 def load_perception_result(cfg: RunConfig, subject: int | None = None) -> PerceptionResult:
     """The artifacts of a finished run (no training); FileNotFoundError naming the command if there are none."""
     subject = subject or cfg.subject
     folder = perception_dir(cfg, subject)
-    if not (folder / "metrics.json").is_file():
-        raise FileNotFoundError(f"{folder}: no finished Perception Reconstructor run for subject {subject}; run "
-                                "train_perception(cfg) (or chapter 02) first")
-    history = json.loads((folder / "history.json").read_text()) if (folder / "history.json").is_file() else {}
-    return PerceptionResult(folder, subject, json.loads((folder / "metrics.json").read_text()), history, True)
+    metrics, history = read_finished_run(folder, "metrics.json", f"Perception Reconstructor run for subject {subject}",
+                                         "train_perception(cfg) (or chapter 02)")
+    return PerceptionResult(folder, subject, metrics, history, True)
 
 
 # ================================================================================================ training
@@ -350,30 +266,18 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
     subject = int(subject or cfg.subject)
     run = run or PerceptionRunConfig.for_config(cfg)
     device = cfg.torch_device()
-    if store is None:
-        from .data.ensure import ensure_store
-
-        store = ensure_store(cfg, subject, progress=progress)
-    if not store.has_frames:
-        raise ConfigError(f"{store.path}: the PR learns from the clips' frames but this store has none; prepare it "
-                          "with frames (python -m neuroclips_core prepare without --no-frames)")
+    store = store_with_frames(cfg, subject, store, "the PR learns from the clips' frames", progress)
     vae = vae if vae is not None else default_vae(cfg, device)
     out = perception_dir(cfg, subject)
     params = {"run": run.to_dict(), "seed": cfg.seed, "subject": subject, "store": store_fingerprint(store),
               "vae": module_fingerprint(vae), "n_voxels": store.n_voxels}
     params = json.loads(json.dumps(params))
-    if not retrain and (out / "metrics.json").is_file():
-        done = json.loads((out / "metrics.json").read_text())
-        if done.get("params") == params and (out / "checkpoint.pt").is_file() and (out / "blurry_test.npy").is_file():
-            return load_perception_result(cfg, subject)
-    if retrain or not _same_params(out, params):
-        shutil.rmtree(out, ignore_errors=True)          # another run's artifacts and training state
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "params.json", params)
+    if start_run_dir(out, params, "metrics.json", ("checkpoint.pt", "blurry_test.npy"), retrain):
+        return load_perception_result(cfg, subject)
     timings = {}
 
     t0 = time.monotonic()
-    i_tr, i_va = _train_val_rows(store, run)
+    i_tr, i_va = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
     latents = cached_latents(vae, store.frames_train, cfg.run_root / cfg.profile / "cache" / "vae_latents",
                              np.concatenate([i_tr, i_va]), run.batch_size_eval, progress)
     timings["encode_targets_s"] = round(time.monotonic() - t0, 1)
@@ -432,38 +336,15 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
         timings["baselines_s"] = round(time.monotonic() - t0, 1)
         metrics["verdict"] = verdict(metrics)
     metrics["timings"] = timings
-    metrics = _json_clean(metrics)
+    metrics = json_clean(metrics)
     write_json_atomic(out / "metrics.json", metrics)
     return PerceptionResult(out, subject, metrics, result.history, False)
-
-
-def _json_clean(obj):
-    """NaN and infinities -> None (strict JSON; e.g. the motion correlation of a video that never moves)."""
-    if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-def _same_params(out: Path, params: dict) -> bool:
-    path = out / "params.json"
-    return path.is_file() and json.loads(path.read_text()) == params
-
-
-def _train_val_rows(store: Store, run: PerceptionRunConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted store rows of the training and validation splits (the first ``max_train_clips`` / ``max_val_clips``
-    of each, the clips :class:`LatentClips` serves)."""
-    train_idx, val_idx = store.train_val_split(run.val_fraction)
-    return np.sort(train_idx[:run.max_train_clips]), np.sort(val_idx[:run.max_val_clips])
 
 
 def _fit_ridge(store: Store, latents: np.ndarray, run: PerceptionRunConfig) -> tuple[RidgeRegression, np.ndarray]:
     """Ridge fMRI (mean of the 2 repetitions) -> flattened latents on the training split, penalty chosen on the
     validation split.  Returns (the fit, its training inputs (n, V))."""
-    i_tr, i_va = _train_val_rows(store, run)
+    i_tr, i_va = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
     x_tr = np.asarray(store.fmri_train[i_tr], np.float32).mean(axis=1)
     x_va = np.asarray(store.fmri_train[i_va], np.float32).mean(axis=1)
     flat = latents.reshape(len(latents), -1)
@@ -473,7 +354,7 @@ def _fit_ridge(store: Store, latents: np.ndarray, run: PerceptionRunConfig) -> t
 def _baselines(store: Store, vae, ridge: RidgeRegression, latent_shape: tuple, test_fmri: np.ndarray,
                gt: np.ndarray, out: Path, run: PerceptionRunConfig, progress: bool) -> dict:
     """Mean training frame and ridge fMRI -> latents, decoded: writes their videos, returns their metrics."""
-    i_tr, _ = _train_val_rows(store, run)
+    i_tr, _ = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
     total = np.zeros(gt.shape[2:], np.float64)
     for a in range(0, len(i_tr), 256):                                # chunked: frames may not fit in memory
         total += np.asarray(store.frames_train[i_tr[a:a + 256]], np.float64).sum(axis=(0, 1))

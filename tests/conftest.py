@@ -118,3 +118,65 @@ def tiny_root():
     from neuroclips_core.data.simulate import ensure_sim_dataset
 
     return ensure_sim_dataset(make_config(quick=True, subject=1, seed=0), progress=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# a small synthetic processed store (used by tests/test_perception.py and tests/test_semantics_run.py)
+# --------------------------------------------------------------------------------------------------------
+SYNTHETIC_SIZE, SYNTHETIC_CLIPS_PER_SEG = 32, 24
+
+
+def _moving_square_clips(rng, n):
+    """Frames (n, 6, 32, 32, 3) of a coloured square moving over grey, and the clip parameters the fMRI encodes
+    (n, 6): x0 / 10, y0 / 10, vx, r, g, b."""
+    size = SYNTHETIC_SIZE
+    x0, y0 = rng.uniform(4, 20, n), rng.uniform(4, 20, n)
+    vx = rng.uniform(-1.2, 1.2, n)
+    colour = rng.uniform(0.2, 1.0, (n, 3))
+    frames = np.full((n, 6, size, size, 3), 110, np.uint8)
+    for i in range(n):
+        for t in range(6):
+            x = int(round(x0[i] + vx[i] * t))
+            frames[i, t, int(y0[i]):int(y0[i]) + 8, max(x, 0):max(x + 8, 0)] = (colour[i] * 255).astype(np.uint8)
+    return frames, np.stack([x0 / 10, y0 / 10, vx, *colour.T], 1)
+
+
+def _square_caption(p) -> str:
+    """A caption of one clip's parameters: colour (dominant channel), vertical place, direction of motion."""
+    colour = ("red", "green", "blue")[int(np.argmax(p[3:6]))]
+    shade = "light" if p[3:6].mean() > 0.6 else "dark"
+    return (f"a {shade} {colour} square in the {'upper' if p[1] < 1.2 else 'lower'} half moving "
+            f"{'right' if p[2] > 0 else 'left'}")
+
+
+def write_synthetic_store(out, seed=0, n_voxels=40, n_train_segments=4, captions=False):
+    """A processed store of moving-square clips whose fMRI is a linear mix of the clip parameters plus noise (SNR
+    high enough to learn from ~100 clips): 24 clips per segment, ``n_train_segments`` training segments, one test
+    segment, 32 px frames, no labels; captions null (as real data before captioning) unless ``captions``."""
+    from neuroclips_core.data.store import STORE_FORMAT, Store, StoreWriter, clip_ranges
+
+    rng = np.random.default_rng(seed)
+    per_seg = SYNTHETIC_CLIPS_PER_SEG
+    n_train, n_test = per_seg * n_train_segments, per_seg
+    mixing = rng.standard_normal((6, n_voxels))
+    with StoreWriter(out) as w:
+        w.save_array("voxel_indices.npy", np.arange(n_voxels) * 3)
+        for split, n, reps in (("train", n_train, 2), ("test", n_test, 10)):
+            frames, params = _moving_square_clips(rng, n)
+            w.save_array(f"frames_{split}.npy", frames)
+            signal = (params - params.mean(0)) @ mixing
+            w.save_array(f"fmri_{split}.npy", (signal[:, None] + 0.5 * rng.standard_normal((n, reps, n_voxels)))
+                         .astype(np.float32))
+            w.write_json(f"captions_{split}.json", [_square_caption(p) for p in params] if captions else [None] * n)
+        segs = [f"seg{i + 1}" for i in range(n_train_segments)]
+        w.write_json("meta.json", {"format": STORE_FORMAT, "n_train": n_train, "n_test": n_test,
+                                   "with_frames": True, "has_labels": False,
+                                   "train_clip_ranges": clip_ranges(segs, per_seg),
+                                   "test_clip_ranges": clip_ranges(["test1"], per_seg)})
+    return Store.open(out)
+
+
+@pytest.fixture(scope="session")
+def synthetic_store_writer():
+    """:func:`write_synthetic_store`: ``writer(out, seed=0, n_voxels=40, n_train_segments=4, captions=False)``."""
+    return write_synthetic_store

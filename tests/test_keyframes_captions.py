@@ -11,6 +11,7 @@ from neuroclips_core.data.sim_stimuli import CLASSES, sample_shots
 from neuroclips_core.pipelines import captions as cap
 from neuroclips_core.pipelines import keyframes as kf
 from neuroclips_core.pipelines.blurry import _to_unit
+from neuroclips_core.semantics_run import SemanticsRunConfig
 from neuroclips_core.zoo import tiny
 from neuroclips_core.zoo.loaders import load_role, save_role
 from neuroclips_core.zoo.train.diffusion import encode_scaled
@@ -65,8 +66,9 @@ def test_paper_and_sim_configs():
         (38, 5.0, "blurry", "normal", "mindeye2")
     assert kf.KeyframeConfig.paper(start="noise").start == "noise"
     sim = kf.KeyframeConfig.sim()
-    assert (sim.steps, sim.guidance_scale, sim.uncond, sim.output_map, sim.blurry_frame) == (25, 3.0, "zeros",
-                                                                                              "none", 0)
+    assert (sim.steps, sim.guidance_scale, sim.uncond, sim.output_map) == (25, 3.0, "zeros", "none")
+    # unCLIP starts from the blurry frame of the SR's keyframe index, so both describe the same moment
+    assert sim.blurry_frame == paper.blurry_frame == SemanticsRunConfig.sim().keyframe_index == 2
     with pytest.raises(ValueError, match=r"start: expected one of \('blurry', 'noise'\), found 'img'"):
         kf.KeyframeConfig(start="img")
     with pytest.raises(ValueError, match=r"strength: expected a noise level in \[0, 1\].*found 1.5"):

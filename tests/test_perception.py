@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from neuroclips_core.config import make_config
-from neuroclips_core.data.store import STORE_FORMAT, Store, StoreWriter, clip_ranges
 from neuroclips_core.models import losses as L
 from neuroclips_core.models.perception import (PerceptionCheckpointError, PerceptionConfig, PerceptionReconstructor,
                                                TemporalAttention, count_parameters, load_perception, shape_table)
@@ -27,43 +26,9 @@ V, SIZE, CLIPS_PER_SEG = 40, 32, 24
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-def _clips(rng, n):
-    """Frames (n, 6, 32, 32, 3) of a coloured square moving over grey, and the clip parameters the fMRI encodes."""
-    x0, y0 = rng.uniform(4, 20, n), rng.uniform(4, 20, n)
-    vx = rng.uniform(-1.2, 1.2, n)
-    colour = rng.uniform(0.2, 1.0, (n, 3))
-    frames = np.full((n, 6, SIZE, SIZE, 3), 110, np.uint8)
-    for i in range(n):
-        for t in range(6):
-            x = int(round(x0[i] + vx[i] * t))
-            frames[i, t, int(y0[i]):int(y0[i]) + 8, max(x, 0):max(x + 8, 0)] = (colour[i] * 255).astype(np.uint8)
-    return frames, np.stack([x0 / 10, y0 / 10, vx, *colour.T], 1)
-
-
-def _write_store(out, seed=0, n_voxels=V, n_train_segments=4):
-    rng = np.random.default_rng(seed)
-    n_train, n_test = CLIPS_PER_SEG * n_train_segments, CLIPS_PER_SEG
-    mixing = rng.standard_normal((6, n_voxels))
-    with StoreWriter(out) as w:
-        w.save_array("voxel_indices.npy", np.arange(n_voxels) * 3)
-        for split, n, reps in (("train", n_train, 2), ("test", n_test, 10)):
-            frames, params = _clips(rng, n)
-            w.save_array(f"frames_{split}.npy", frames)
-            signal = (params - params.mean(0)) @ mixing
-            w.save_array(f"fmri_{split}.npy", (signal[:, None] + 0.5 * rng.standard_normal((n, reps, n_voxels)))
-                         .astype(np.float32))
-            w.write_json(f"captions_{split}.json", [None] * n)
-        segs = [f"seg{i + 1}" for i in range(n_train_segments)]
-        w.write_json("meta.json", {"format": STORE_FORMAT, "n_train": n_train, "n_test": n_test,
-                                   "with_frames": True, "has_labels": False,
-                                   "train_clip_ranges": clip_ranges(segs, CLIPS_PER_SEG),
-                                   "test_clip_ranges": clip_ranges(["test1"], CLIPS_PER_SEG)})
-    return Store.open(out)
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return _write_store(tmp_path_factory.mktemp("pr_store") / "store")
+def store(tmp_path_factory, synthetic_store_writer):
+    return synthetic_store_writer(tmp_path_factory.mktemp("pr_store") / "store")
 
 
 @pytest.fixture(scope="module")
@@ -394,13 +359,14 @@ def test_same_seed_same_metrics_other_seed_other_model(tmp_path, store, vae):
     assert a.metrics["pr"] != c.metrics["pr"]
 
 
-def test_changed_parameters_retrain_and_another_subject_store_is_refused(tmp_path, store, vae):
+def test_changed_parameters_retrain_and_another_subject_store_is_refused(tmp_path, store, vae,
+                                                                        synthetic_store_writer):
     cfg = _cfg(tmp_path)
     first = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False)
     changed = train_perception(cfg, run=PerceptionRunConfig.quick(**{**RUN.to_dict(), "loss": RUN.loss, "lr": 1e-3}),
                                store=store, vae=vae, progress=False)
     assert not changed.reused and changed.metrics["params"] != first.metrics["params"]
-    other = _write_store(tmp_path / "other_store", seed=1, n_voxels=V + 7)
+    other = synthetic_store_writer(tmp_path / "other_store", seed=1, n_voxels=V + 7)
     with pytest.raises(PerceptionCheckpointError, match=f"{V} voxels.*has {V + 7}"):
         load_perception(changed.checkpoint, n_voxels=other.n_voxels, subject=2)
 

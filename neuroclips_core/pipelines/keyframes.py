@@ -18,6 +18,11 @@ is the default and the official one a switch:
   used for both profiles until chapter 03 measures the trade-off.
 - ``start="noise"``: the official pure-noise start (``strength`` is ignored).
 
+*Which blurry frame.*  The paper's V1 is the blurry video's first frame.  The keyframe the SR learns to predict is
+stored frame :data:`~neuroclips_core.semantics_targets.KEYFRAME_INDEX` (2 of 6, as the official code: it lies in a
+clip's majority shot far more often than frame 0), so by default unCLIP starts from the blurry frame of that same
+index: layout and semantics then describe one moment.  ``blurry_frame=0`` is the paper's literal reading.
+
 Official settings kept by :meth:`KeyframeConfig.paper`: unclip6 sampled with Euler (EDM) for 38 steps at
 classifier-free guidance 5.0, a random-normal unconditional context (MindEye2's, not zeros), the vector condition
 of size 768 x 768 and crop (0, 0), output mapped through ``clamp(0.8 x + 0.2, 0, 1)``, 768-px images resized to
@@ -48,6 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..semantics_targets import KEYFRAME_INDEX
 from ..train import write_json_atomic
 from ..zoo.sgm_unclip import sgm_vector_condition
 from ..zoo.unclip_sampling import MINDEYE2_GUIDANCE, generate_keyframes
@@ -68,7 +74,8 @@ class KeyframeConfig:
     guidance_scale: float = 3.0      # classifier-free guidance (1: conditional branch only)
     start: str = "blurry"            # "blurry": img2img from the PR's frame (paper); "noise": official code
     strength: float = 0.6            # blurry start: fraction of the steps that run (1: from the top noise level)
-    blurry_frame: int = 0            # which blurry frame seeds the keyframe (paper: the first, V1)
+    blurry_frame: int = KEYFRAME_INDEX  # the blurry frame of the keyframe's own index (the SR's target frame;
+    #                                     the paper says "the first frame": see the module docstring)
     seed: int = 0                    # base seed; clip i's seed is :meth:`clip_seeds`' i-th
     uncond: str = "zeros"            # unconditional context: "zeros" (stand-in's dropped condition) or "normal"
     output_map: str = "none"         # "mindeye2": clamp(0.8 x + 0.2, 0, 1) of the decoded x in [-1, 1]
