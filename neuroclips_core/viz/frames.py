@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -117,11 +118,11 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     return frames if scale == 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-def save_gif(frames, path: str | Path, fps: float = 8, *, scale: int = 1, loop: int = 0) -> Path:
-    """Write a video ``(T, H, W, 3)`` as an animated GIF, atomically; returns the path.
+def gif_bytes(frames, fps: float = 8, *, scale: int = 1, loop: int = 0) -> bytes:
+    """A video ``(T, H, W, 3)`` as the bytes of an animated GIF (for widgets and in-memory use).
 
-    ``scale`` enlarges each pixel to ``scale x scale`` (small frames stay sharp); ``loop=0`` loops forever.
-    GIF timing has 10 ms resolution, and identical consecutive frames are merged into one longer frame.
+    ``scale`` enlarges each pixel to ``scale x scale`` (nearest neighbour: small frames stay sharp); ``loop=0``
+    loops forever.  GIF timing has 10 ms resolution, and identical consecutive frames are merged into one.
     """
     from PIL import Image
 
@@ -131,12 +132,28 @@ def save_gif(frames, path: str | Path, fps: float = 8, *, scale: int = 1, loop: 
     if len(a) == 0:
         raise ValueError("frames holds no frames (T = 0)")
     images = [Image.fromarray(f) for f in a]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=int(round(1000 / fps)), loop=loop, disposal=1, optimize=False)
+    return buf.getvalue()
 
-    def write(tmp):
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(round(1000 / fps)), loop=loop, disposal=1, optimize=False)
 
-    return _atomic_write_bytes(Path(path), write)
+def png_bytes(image, *, scale: int = 1) -> bytes:
+    """One image ``(H, W, 3)`` (uint8, or float in [0, 1]) as PNG bytes, enlarged ``scale`` x by nearest neighbour."""
+    from PIL import Image
+
+    a = as_uint8_frames(image, "image")
+    if len(a) != 1:
+        raise ValueError(f"image must be one (H, W, 3) picture; got {len(a)} frames")
+    buf = io.BytesIO()
+    Image.fromarray(_upscale(a, scale)[0]).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_gif(frames, path: str | Path, fps: float = 8, *, scale: int = 1, loop: int = 0) -> Path:
+    """Write a video ``(T, H, W, 3)`` as an animated GIF (:func:`gif_bytes`), atomically; returns the path."""
+    data = gif_bytes(frames, fps, scale=scale, loop=loop)
+    return _atomic_write_bytes(Path(path), lambda tmp: Path(tmp).write_bytes(data))
 
 
 def side_by_side_gif(rows: Sequence, path: str | Path, fps: float = 8, scale: int = 1, *,
