@@ -34,8 +34,14 @@ Recipes (:class:`PerceptionRunConfig`): ``paper()`` is the official one (paper s
 initialisation, batch 40, lr 3e-4, 150 epochs, for a GPU).  ``sim()``, the default on cc2017-sim, fits a few CPU
 minutes and departs from it on purpose, each switchable: the sim model sizes, lr 1e-3 over 10 epochs, the
 Inception Extension's first layer started in the ridge baseline's predictive subspace (``init_from_ridge``),
-and :data:`SIM_LOSS` (Eq. 1's within-clip contrastive term at weight 0.25 plus a CLIP-style term across the
-batch).  Measured on cc2017-sim default (subject 1, an early VAE stand-in, 10 epochs): from random weights the
+:data:`SIM_LOSS` (Eq. 1's within-clip contrastive term at weight 0.25 plus a CLIP-style term across the
+batch), a frozen ridge skip path under the network (``ridge_skip``: the model starts at ridge's prediction and its
+own path opens through a gate started at 0) and a Gaussian low-pass of the decoded frames whose width is chosen on
+the validation clips for SSIM S2 (``smoothing``; each baseline gets its own width the same way).  Why the last
+two, measured on an unseen seed (cc2017-sim default seed 11, subject 1, the shipped VAE stand-in, 10 epochs)
+without them: the PR scored pixel correlation 0.40 and PSNR 19.6 dB against ridge's 0.48 and 20.8 dB, and SSIM S2
+0.709 against the texture-free mean training frame's 0.769; low-passing at sigma 3 px lifted ridge to 0.773 SSIM
+S2 and 0.554 pixel correlation, the PR to 0.762 and 0.461.  Measured on cc2017-sim default (subject 1, an early VAE stand-in, 10 epochs): from random weights the
 PR stayed below ridge on latent error after as many epochs; with Eq. 1's term at full weight the predictions
 lost the content (pixel correlation 0.07) while moving the most; without any within-clip term they did not move
 at all (identical frames).  ``quick()`` trains the sim recipe on at most 480 clips for 2 epochs.
@@ -64,7 +70,8 @@ from .metrics import video_metrics
 from .models.losses import LossConfig, PerceptionLoss
 from .models.perception import PerceptionConfig, PerceptionReconstructor, count_parameters, load_perception
 from .models.ridge import RidgeRegression
-from .pipelines.blurry import decode_latents, encode_frames, predict_latents, save_npy_atomic
+from .pipelines.blurry import (SMOOTHING_SIGMAS, decode_latents, encode_frames, predict_latents, save_npy_atomic,
+                               select_smoothing, smooth_videos)
 from .train import FitSettings, fit, write_json_atomic
 
 
@@ -89,6 +96,10 @@ class PerceptionRunConfig(StepRecipe):
             (quick mode; only those clips' frames are encoded).
         init_from_ridge: start the Inception Extension's first layer from the ridge baseline's predictive
             subspace (:meth:`PerceptionReconstructor.init_from_ridge`; the official code starts at random).
+        ridge_skip: add the ridge solution as a frozen linear path under the network
+            (:attr:`PerceptionConfig.linear_skip`); not in the paper or the official code.
+        smoothing: Gaussian widths (px) to choose the blurry video's low-pass from, on the validation clips
+            (:func:`~neuroclips_core.pipelines.blurry.select_smoothing`); ``(0.0,)``: none (the paper recipe).
         baselines: also score the mean-frame and ridge baselines.
         batch_size_eval: batch size of prediction, VAE encoding and decoding.
     """
@@ -107,6 +118,8 @@ class PerceptionRunConfig(StepRecipe):
     max_train_clips: int | None = None
     max_val_clips: int | None = None
     init_from_ridge: bool = True
+    ridge_skip: bool = True
+    smoothing: tuple = SMOOTHING_SIGMAS
     baselines: bool = True
     batch_size_eval: int = 64
 
@@ -122,12 +135,12 @@ class PerceptionRunConfig(StepRecipe):
     def paper(cls, **overrides) -> "PerceptionRunConfig":
         """The official recipe on a GPU: paper sizes, batch 40, lr 3e-4, 150 epochs (App. A; the README's 80)."""
         return cls(**{"size": "paper", "epochs": 150, "batch_size": 40, "lr": 3e-4, "init_from_ridge": False,
-                      "loss": LossConfig(), **overrides})
+                      "ridge_skip": False, "smoothing": (0.0,), "loss": LossConfig(), **overrides})
 
     def model_config(self, n_voxels: int, latent_shape: tuple[int, int, int], token_dim: int = 0) -> PerceptionConfig:
         """The PR's sizes for a subject's voxel count and the VAE's latent shape; ``token_dim``: the official
         loss's teacher token width (0 for Eq. 1)."""
-        extra = {"token_dim": int(token_dim), **self.model}
+        extra = {"token_dim": int(token_dim), "linear_skip": bool(self.ridge_skip), **self.model}
         if self.size == "paper":
             base = PerceptionConfig.paper(n_voxels, **extra)
             if base.latent_shape != tuple(latent_shape):
@@ -282,7 +295,7 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
                              np.concatenate([i_tr, i_va]), run.batch_size_eval, progress)
     timings["encode_targets_s"] = round(time.monotonic() - t0, 1)
     ridge = None
-    if run.baselines or run.init_from_ridge:     # fitted first: the baseline, and the PR's starting subspace
+    if run.baselines or run.init_from_ridge or run.ridge_skip:   # fitted first: the baseline, the PR's start
         t0 = time.monotonic()
         ridge, ridge_x = _fit_ridge(store, latents, run)
         timings["ridge_s"] = round(time.monotonic() - t0, 1)
@@ -300,6 +313,8 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
     model = PerceptionReconstructor(model_cfg)
     if run.init_from_ridge:
         model.init_from_ridge(ridge.coef_, torch.from_numpy(ridge_x))
+    if run.ridge_skip:
+        model.init_skip_from_ridge(ridge.coef_, ridge.intercept_, ridge.x_mean_)
     loss = PerceptionLoss(run.loss, teacher=teacher if official else None)
 
     def loss_fn(m, batch, generator):
@@ -318,19 +333,27 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
     write_json_atomic(out / "history.json", result.history)
 
     t0 = time.monotonic()
+    val = _Validation(store, i_va, vae, run, progress)
+    sigma, val_scores = val.smoothing(lambda x: predict_latents(model, x, run.batch_size_eval))
     test_fmri = np.asarray(store.fmri_test, dtype=np.float32).mean(axis=1)      # (N_test, V): the 10 repetitions
-    blurry = decode_latents(vae, predict_latents(model, test_fmri, run.batch_size_eval),
-                            run.batch_size_eval, progress)
+    decoded = decode_latents(vae, predict_latents(model, test_fmri, run.batch_size_eval),
+                             run.batch_size_eval, progress)
+    blurry = smooth_videos(decoded, sigma)
     save_npy_atomic(out / "blurry_test.npy", blurry)
     timings["predict_decode_s"] = round(time.monotonic() - t0, 1)
     gt = np.asarray(store.frames_test)
     metrics = {"subject": subject, "params": params, "n_parameters": count_parameters(model),
                "n_train": len(train_set), "n_val": len(val_set), "n_test": int(len(gt)),
                "best_epoch": result.best_epoch, "val_mae": result.best_score,
-               "model": model_cfg.to_dict(), "pr": video_metrics(blurry, gt)}
+               "model": model_cfg.to_dict(), "pr": video_metrics(blurry, gt),
+               "pr_unsmoothed": video_metrics(decoded, gt),
+               "smoothing": {"pr": {"sigma": sigma, "val_ssim_s2": val_scores}}}
+    if run.ridge_skip:
+        metrics["decoder_gate"] = float(model.decoder_gate.detach())
     if run.baselines:
         t0 = time.monotonic()
-        metrics["baselines"] = _baselines(store, vae, ridge, latents.shape[1:], test_fmri, gt, out, run, progress)
+        metrics["baselines"] = _baselines(store, vae, ridge, latents.shape[1:], test_fmri, gt, out, run, val,
+                                          metrics["smoothing"], progress)
         metrics["ridge"] = {"lambda": float(ridge.lambda_), "form": ridge.form_,
                             "val_mse": {f"{k:.4g}": v for k, v in ridge.val_mse_.items()}}
         timings["baselines_s"] = round(time.monotonic() - t0, 1)
@@ -351,9 +374,27 @@ def _fit_ridge(store: Store, latents: np.ndarray, run: PerceptionRunConfig) -> t
     return RidgeRegression().fit(x_tr, flat[i_tr], x_va, flat[i_va]), x_tr
 
 
+class _Validation:
+    """The validation clips' frames and mean fMRI, to choose each method's low-pass width on (never the test set)."""
+
+    def __init__(self, store: Store, rows: np.ndarray, vae, run: PerceptionRunConfig, progress: bool):
+        self.fmri = np.asarray(store.fmri_train[rows], np.float32).mean(axis=1)       # (n_val, V)
+        self.frames = np.asarray(store.frames_train[rows])                             # (n_val, F, H, W, 3)
+        self.vae, self.run, self.progress = vae, run, progress
+
+    def smoothing(self, predict) -> tuple[float, dict]:
+        """``predict``: fMRI (n, V) -> latents (n, F, C, s, s).  Returns (sigma, {sigma: validation SSIM S2})."""
+        if len(self.run.smoothing) == 1:                  # nothing to choose (the paper recipe: no low-pass)
+            return float(self.run.smoothing[0]), {}
+        decoded = decode_latents(self.vae, predict(self.fmri), self.run.batch_size_eval, self.progress)
+        return select_smoothing(decoded, self.frames, self.run.smoothing)
+
+
 def _baselines(store: Store, vae, ridge: RidgeRegression, latent_shape: tuple, test_fmri: np.ndarray,
-               gt: np.ndarray, out: Path, run: PerceptionRunConfig, progress: bool) -> dict:
-    """Mean training frame and ridge fMRI -> latents, decoded: writes their videos, returns their metrics."""
+               gt: np.ndarray, out: Path, run: PerceptionRunConfig, val: _Validation, smoothing: dict,
+               progress: bool) -> dict:
+    """Mean training frame and ridge fMRI -> latents, decoded and low-passed at ridge's own validation-chosen width:
+    writes their videos, returns their metrics (and ridge's width into ``smoothing``)."""
     i_tr, _ = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
     total = np.zeros(gt.shape[2:], np.float64)
     for a in range(0, len(i_tr), 256):                                # chunked: frames may not fit in memory
@@ -361,16 +402,23 @@ def _baselines(store: Store, vae, ridge: RidgeRegression, latent_shape: tuple, t
     mean_frame = np.rint(total / (len(i_tr) * gt.shape[1])).astype(np.uint8)
     mean_videos = np.broadcast_to(mean_frame, gt.shape).copy()
     save_npy_atomic(out / "baselines" / "mean_frame_test.npy", mean_videos)
-    pred = ridge.predict(test_fmri).reshape(len(test_fmri), *latent_shape)
-    ridge_videos = decode_latents(vae, pred, run.batch_size_eval, progress)
+    def ridge_latents(x):
+        return ridge.predict(x).reshape(len(x), *latent_shape)
+
+    sigma, val_scores = val.smoothing(ridge_latents)
+    smoothing["ridge"] = {"sigma": sigma, "val_ssim_s2": val_scores}
+    decoded = decode_latents(vae, ridge_latents(test_fmri), run.batch_size_eval, progress)
+    ridge_videos = smooth_videos(decoded, sigma)
     save_npy_atomic(out / "baselines" / "ridge_test.npy", ridge_videos)
-    return {"mean_frame": video_metrics(mean_videos, gt), "ridge": video_metrics(ridge_videos, gt)}
+    return {"mean_frame": video_metrics(mean_videos, gt), "ridge": video_metrics(ridge_videos, gt),
+            "ridge_unsmoothed": video_metrics(decoded, gt)}
 
 
 def verdict(metrics: dict, keys=("ssim_s2", "pixcorr")) -> dict:
     """The issue's acceptance checks from a metrics.json: PR above every baseline on ``keys``; motion r > 0."""
     pr = metrics["pr"]
-    out = {f"{k}_beats_{b}": pr[k]["mean"] > m[k]["mean"] for k in keys for b, m in metrics["baselines"].items()}
+    out = {f"{k}_beats_{b}": pr[k]["mean"] > m[k]["mean"] for k in keys for b, m in metrics["baselines"].items()
+           if b in ("mean_frame", "ridge")}           # the issue's two baselines (ridge as scored: low-passed)
     out["moves_with_stimulus"] = pr["motion"]["spearman"] > 0
     out["all"] = all(out.values())
     return out

@@ -18,7 +18,7 @@ from neuroclips_core.models.perception import (PerceptionCheckpointError, Percep
 from neuroclips_core.perception_run import (PerceptionRunConfig, cached_latents, load_perception_result,
                                              train_perception)
 from neuroclips_core.pipelines.blurry import (decode_latents, encode_frames, interpolate_frames, predict_latents,
-                                              save_npy_atomic)
+                                              save_npy_atomic, select_smoothing, smooth_videos)
 from neuroclips_core.zoo.tiny import tiny_frame_classifier, tiny_vae
 
 torch.set_num_threads(1)
@@ -248,6 +248,46 @@ def test_official_loss_needs_a_teacher_and_trains_the_projector():
 
 
 # -------------------------------------------------------------------------------------------- blurry
+def test_linear_skip_starts_the_model_at_the_ridge_prediction():
+    from neuroclips_core.models.ridge import RidgeRegression
+
+    g = torch.Generator().manual_seed(0)
+    cfg = PerceptionConfig.sim(40, (4, 8, 8), linear_skip=True)
+    x = torch.randn(64, 40, generator=g)
+    y = (x @ torch.randn(40, 6 * 4 * 8 * 8, generator=g)) * 0.1 + 0.5
+    ridge = RidgeRegression().fit(x[:48].numpy(), y[:48].numpy(), x[48:].numpy(), y[48:].numpy())
+    model = PerceptionReconstructor(cfg).eval()
+    model.init_skip_from_ridge(ridge.coef_, ridge.intercept_, ridge.x_mean_)
+    with torch.no_grad():
+        out = model(x[48:])
+    np.testing.assert_allclose(out.reshape(16, -1).numpy(), ridge.predict(x[48:].numpy()), atol=1e-4)
+    # the skip stays ridge's (frozen); the gate is what opens the network's own path
+    assert not model.skip.weight.requires_grad and model.decoder_gate.requires_grad
+    model.train()
+    model(x[:8]).square().mean().backward()
+    assert model.decoder_gate.grad is not None and model.skip.weight.grad is None
+    with pytest.raises(ValueError, match=r"expected ridge weights \(V, K\) = \(40, 1536\), found \(40, 10\)"):
+        model.init_skip_from_ridge(np.zeros((40, 10)), np.zeros(10), np.zeros(40))
+    with pytest.raises(ValueError, match="needs PerceptionConfig\\(linear_skip=True\\)"):
+        PerceptionReconstructor(PerceptionConfig.sim(40, (4, 8, 8))).init_skip_from_ridge(ridge.coef_, ridge.intercept_,
+                                                                                        ridge.x_mean_)
+
+
+def test_smoothing_is_chosen_by_the_score_it_maximises():
+    rng = np.random.default_rng(0)
+    gt = np.zeros((3, 2, 64, 64, 3), np.uint8)
+    gt[:, :, 16:48, 16:48] = 200                                         # a flat square: texture-free truth
+    noisy = np.clip(gt + rng.normal(0, 60, gt.shape), 0, 255).astype(np.uint8)
+    assert smooth_videos(noisy, 0) is noisy
+    smoothed = smooth_videos(noisy, 2.0)
+    assert smoothed.dtype == np.uint8 and smoothed.shape == noisy.shape and smoothed.std() < noisy.std()
+    sigma, scores = select_smoothing(noisy, gt, (0.0, 1.0, 2.0))
+    assert sigma > 0 and scores[sigma] == max(scores.values()) and scores[0.0] < scores[sigma]
+    assert select_smoothing(gt, gt, (0.0, 2.0))[0] == 0.0                # nothing to remove from the truth itself
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        smooth_videos(noisy, -1)
+
+
 def test_interpolation_keeps_the_frames_at_0_3_6_9_12_15():
     rng = np.random.default_rng(0)
     clips = rng.integers(0, 256, (2, 6, 4, 4, 3), dtype=np.uint8)
@@ -332,7 +372,10 @@ def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store,
         r.load_model(n_voxels=V + 1)
     x = np.asarray(store.fmri_test, np.float32).mean(1)
     b = RUN.batch_size_eval
-    np.testing.assert_array_equal(decode_latents(vae, predict_latents(model, x, b), b), blurry)
+    sigma = m["smoothing"]["pr"]["sigma"]                     # the blurry video = the decode, low-passed
+    assert sigma in RUN.smoothing and m["smoothing"]["pr"]["val_ssim_s2"][str(sigma)] == \
+        max(m["smoothing"]["pr"]["val_ssim_s2"].values())
+    np.testing.assert_array_equal(smooth_videos(decode_latents(vae, predict_latents(model, x, b), b), sigma), blurry)
 
     t0 = time.monotonic()
     again = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False)

@@ -95,6 +95,10 @@ class PerceptionConfig:
         latent_channels: the VAE's latent channels.
         token_dim: > 0 adds the token projector the official loss distils a teacher into: (e e) tokens of
             this width per frame; 0 = no projector (Eq. 1 needs none).
+        linear_skip: add a frozen linear map fMRI -> latents (set by :meth:`PerceptionReconstructor.
+            init_skip_from_ridge` to the ridge baseline's solution) to the decoder's output, which sits behind a
+            gate started at 0: training starts from ridge's prediction and the network adds what it can.  Not in
+            the paper or the official code (see :mod:`neuroclips_core.perception_run` for why the sim uses it).
     """
 
     n_voxels: int
@@ -114,6 +118,7 @@ class PerceptionConfig:
     norm_groups: int = 32
     latent_channels: int = 4
     token_dim: int = 0
+    linear_skip: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
@@ -368,6 +373,11 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
         self.embed_norm = nn.GroupNorm(1, c.embed_channels)
         self.decoder = TemporalUpsampling(c)
         self.token_projector = TokenProjector(c.embed_channels, c.token_dim) if c.token_dim else None
+        if c.linear_skip:
+            # frozen: its weights are ridge's closed-form solution (penalty chosen on validation data), which
+            # gradient steps on single repetitions would only pull towards overfitting
+            self.skip = nn.Linear(c.n_voxels, c.n_frames * math.prod(c.latent_shape)).requires_grad_(False)
+            self.decoder_gate = nn.Parameter(torch.zeros(()))   # ReZero: the network's path opens as it learns
 
     def embed(self, fmri: torch.Tensor) -> torch.Tensor:
         """fMRI (B, V) -> coarse spatial embeddings (B F, c, e, e), frames of a clip in consecutive rows."""
@@ -384,6 +394,8 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
         c = self.config
         b = self.embed(fmri)
         latents = self.decoder(b, c.n_frames).view(-1, c.n_frames, *c.latent_shape)
+        if c.linear_skip:
+            latents = self.decoder_gate * latents + self.skip(fmri).view_as(latents)
         if not return_tokens:
             return latents
         if self.token_projector is None:
@@ -401,6 +413,20 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
         what ridge's closed form gets from the same noisy data.
         """
         init_linear_from_ridge(self.inception.lin0[0], coef, fmri)
+
+    @torch.no_grad()
+    def init_skip_from_ridge(self, coef, intercept, x_mean) -> None:
+        """Set the linear skip to a fitted ridge fMRI -> flattened latents: ``coef`` (V, K), ``intercept`` (K,),
+        ``x_mean`` (V,) (the ridge's centring), K = F C s s; afterwards the untrained model predicts exactly
+        what the ridge does (the decoder's gate starts at 0)."""
+        if not self.config.linear_skip:
+            raise ValueError("PerceptionReconstructor: init_skip_from_ridge needs PerceptionConfig(linear_skip=True)")
+        coef, intercept, x_mean = (torch.as_tensor(a, dtype=torch.float64) for a in (coef, intercept, x_mean))
+        want = (self.skip.in_features, self.skip.out_features)
+        if tuple(coef.shape) != want:
+            raise ValueError(f"init_skip_from_ridge: expected ridge weights (V, K) = {want}, found {tuple(coef.shape)}")
+        self.skip.weight.copy_(coef.T)
+        self.skip.bias.copy_(intercept - x_mean @ coef)
 
     def voxel_weights(self) -> torch.Tensor:
         """(V,) L2 norm of each voxel's input weights (the Inception Extension's first layer): how much the

@@ -85,6 +85,39 @@ def decode_latents(vae, latents: np.ndarray, batch_size: int = 64, progress: boo
     return frames.reshape(n, f, *frames.shape[1:])
 
 
+#: Gaussian widths (pixels) :func:`select_smoothing` tries; 0 = the decoded frames as they are.
+SMOOTHING_SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+
+
+def smooth_videos(videos: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass of each frame of uint8 videos (N, F, H, W, 3), ``sigma`` pixels in H and W (not across
+    frames or channels); ``sigma`` 0 returns the input."""
+    from scipy.ndimage import gaussian_filter
+
+    if sigma < 0:
+        raise ValueError(f"smooth_videos: sigma must be >= 0 pixels, found {sigma}")
+    if sigma == 0:
+        return videos
+    out = gaussian_filter(np.asarray(videos, np.float32), sigma=(0, 0, sigma, sigma, 0), mode="nearest")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def select_smoothing(pred: np.ndarray, gt: np.ndarray, sigmas=SMOOTHING_SIGMAS, metric: str = "ssim_s2"
+                     ) -> tuple[float, dict[str, float]]:
+    """The low-pass width that maximises ``metric`` of ``pred`` against ``gt`` (uint8 (N, F, H, W, 3); validation
+    clips, never the test set) -> (best sigma, {sigma: mean score}).
+
+    Why: a prediction from noisy fMRI is right about layout and colour, not about fine texture, and every SSIM
+    recipe penalises wrong texture more than missing texture (the mean training frame, texture-free, scores
+    high).  The Perception Reconstructor is meant to output a blurry video, so the width of its blur is chosen
+    like any other hyperparameter, on validation data; every method compared gets its own.
+    """
+    from ..metrics import frame_scores
+
+    scores = {float(s): float(frame_scores(smooth_videos(pred, s), gt, (metric,))[metric].mean()) for s in sigmas}
+    return max(scores, key=scores.get), scores
+
+
 def interpolate_frames(videos: np.ndarray, n_out: int = 16) -> np.ndarray:
     """(N, F, H, W, 3) -> (N, n_out, H, W, 3), linear in pixel space, input frame j at output j (n_out-1)/(F-1).
 
