@@ -279,7 +279,7 @@ def test_controlnet_starts_from_the_unet(quick):
 
 # ------------------------------------------------------------------------------------------------ errors, determinism
 def test_missing_dependencies_name_the_command(tmp_path):
-    with pytest.raises(TrainError, match=r"vae and clip .*--roles frame_classifier,vae,clip,t2v \("):
+    with pytest.raises(TrainError, match=r"vae and clip\b.*--roles frame_classifier,vae,clip,t2v \("):
         T2vRecipe(T2vRecipe.quick_config(), 0, tmp_path).build()
     with pytest.raises(TrainError, match=r"--roles frame_classifier,vae,clip,t2v,sparsectrl"):
         SparseCtrlRecipe(SparseCtrlRecipe.quick_config(), 0, tmp_path).build()
