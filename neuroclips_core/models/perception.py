@@ -430,7 +430,8 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
 
     def voxel_weights(self) -> torch.Tensor:
         """(V,) L2 norm of each voxel's input weights (the Inception Extension's first layer): how much the
-        model reads each voxel, for flat maps."""
+        model reads each voxel, for flat maps.  With ``linear_skip`` the frozen ridge path is not included: it
+        is the ridge baseline's map, to be drawn as such."""
         return voxel_weight_norms(self.inception.lin0[0])
 
 

@@ -103,7 +103,7 @@ def smooth_videos(videos: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def select_smoothing(pred: np.ndarray, gt: np.ndarray, sigmas=SMOOTHING_SIGMAS, metric: str = "ssim_s2"
-                     ) -> tuple[float, dict[str, float]]:
+                     ) -> tuple[float, dict[float, float]]:
     """The low-pass width that maximises ``metric`` of ``pred`` against ``gt`` (uint8 (N, F, H, W, 3); validation
     clips, never the test set) -> (best sigma, {sigma: mean score}).
 

@@ -188,7 +188,6 @@ def train_standins(roles: list[str] | None = None, *, out: str | os.PathLike | N
     Returns:
         {role: TrainResult}.  Prints each role's training time and a summary.
     """
-
     from .train import RECIPES, RunOptions, train_role
 
     options = options or RunOptions()
@@ -220,7 +219,7 @@ def config_from_stamp(recipe_class, stamp: dict):
     """The training config a stamp records, rebuilt as the recipe's config class (lists back to tuples)."""
     fields = {f.name for f in dataclasses.fields(recipe_class.config_class)}
     saved = {k: v for k, v in stamp["config"].items() if k != "kind"}
-    unknown = sorted(set(saved) - set(fields))
+    unknown = sorted(set(saved) - fields)
     if unknown or stamp["config"].get("kind") != recipe_class.config_class.__name__:
         raise StandinError(f"{stamp['role']}: the stamp's config ({stamp['config'].get('kind')}, fields {unknown}) is "
                            f"not a {recipe_class.config_class.__name__} of this version.\n"
