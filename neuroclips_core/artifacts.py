@@ -101,16 +101,20 @@ def cached_rows(encode: Callable[[RowView], np.ndarray], items: np.ndarray, cach
 
 
 # =========================================================================================== run folders
-def start_run_dir(out: Path, params: dict, summary: str, required: tuple[str, ...], retrain: bool = False) -> bool:
+def start_run_dir(out: Path, params: dict, summary: str, required: tuple[str, ...], retrain: bool = False,
+                  evaluation: dict | None = None) -> bool:
     """Get ``out`` ready for a run made by ``params`` (a JSON-able dict); True when a finished one is there.
 
-    Finished = ``out/summary`` (a JSON file) records the same ``params`` and every file in ``required`` exists:
-    reuse it.  Otherwise ``out`` is cleared, unless ``params.json`` says an interrupted run of the same parameters
-    is there (its training state resumes), and ``params.json`` is (re)written.  ``retrain`` always clears.
+    Finished = ``out/summary`` (a JSON file) records the same ``params`` (and the same ``evaluation``, when given)
+    and every file in ``required`` exists: reuse it.  Otherwise ``out`` is cleared, unless ``params.json`` says a
+    run of the same parameters is there (its training state resumes, or is reused when finished), and
+    ``params.json`` is (re)written.  ``retrain`` always clears.  ``evaluation``: settings that change only what is
+    computed after training (e.g. the low-pass widths to choose from), so changing them re-evaluates, never retrains.
     """
     if not retrain and (out / summary).is_file():
         done = json.loads((out / summary).read_text())
-        if done.get("params") == params and all((out / name).is_file() for name in required):
+        if (done.get("params") == params and (evaluation is None or done.get("evaluation") == evaluation)
+                and all((out / name).is_file() for name in required)):
             return True
     if retrain or not same_params(out, params):
         shutil.rmtree(out, ignore_errors=True)          # another run's artifacts and training state

@@ -11,12 +11,13 @@
 ``train_perception(cfg)`` does every step, each one skipped when its result is already there::
 
     runs/<profile>/subjNN/perception/
-        checkpoint.pt        the selected PR (config, weights, voxel count; load_perception reads it)
+        checkpoint.pt        the selected PR with its refiner (config, weights, voxel count; load_perception reads it)
         history.json         training curves (per-epoch train/validation means, training loss every few steps)
         blurry_test.npy      uint8 (N_test, 6, H, W, 3): decoded predictions for the test clips
         metrics.json         PR and baselines: SSIM S1/S2/S2', PSNR, pixel correlation, motion agreement
         baselines/mean_frame_test.npy, baselines/ridge_test.npy    the baselines' videos, same shape
-        train/               last.pt, best.pt, history.json: the resumable training state
+        train/               last.pt, best.pt, history.json: the resumable training state (stage 1)
+        refine/              the same for stage 2, the refiner (sim recipe)
     runs/<profile>/cache/vae_latents/<vae>-<frames>.npy   VAE latents of the training frames (the stimuli are
                                                            the same for every subject, so they are encoded once)
 
@@ -35,9 +36,10 @@ initialisation, batch 40, lr 3e-4, 150 epochs, for a GPU).  ``sim()``, the defau
 minutes and departs from it on purpose, each switchable: the sim model sizes, lr 1e-3 over 10 epochs, the
 Inception Extension's first layer started in the ridge baseline's predictive subspace (``init_from_ridge``),
 :data:`SIM_LOSS` (Eq. 1's MAE without its contrastive term), a frozen ridge skip path under the network
-(``ridge_skip``: the model starts at ridge's prediction and its own path opens through a gate started at 0) and a
-Gaussian low-pass of the decoded frames whose width is chosen on the validation clips for SSIM S2 (``smoothing``;
-each baseline gets its own width the same way).
+(``ridge_skip``: the model starts at ridge's prediction and its own path opens through a gate started at 0), a
+stage 2 that trains a latent refiner through the frozen VAE decoder on out-of-fold skip latents (``refine_epochs``;
+:mod:`~neuroclips_core.perception_refine`) and a Gaussian low-pass of the decoded frames whose width is chosen on
+the validation clips for SSIM S2 (``smoothing``; each baseline gets its own width the same way).
 
 Why, measured.  On cc2017-sim default (subject 1, an early VAE stand-in, 10 epochs): from random weights the PR
 stayed below ridge on latent error after as many epochs; with Eq. 1's term at full weight the predictions lost the
@@ -47,7 +49,9 @@ the skip and the low-pass: the PR scored pixel correlation 0.40 and PSNR 19.6 dB
 and SSIM S2 0.709 against the texture-free mean training frame's 0.769; low-passing at sigma 3 px lifted ridge to
 0.773 SSIM S2 and 0.554 pixel correlation, the PR to 0.762 and 0.461.  With skip, low-pass and the MAE alone: PR
 0.777 SSIM S2 / 0.553 pixel correlation, ridge 0.777 / 0.559: level with ridge on SSIM, still just below it on
-pixel correlation, above the mean frame (see :data:`SIM_LOSS` for the loss).
+pixel correlation, above the mean frame (see :data:`SIM_LOSS` for the loss).  What was left lies in decoding: ridge
+fitted to pixels instead of latents scored 0.784 / 0.579 on subject 1's validation clips against 0.774 / 0.521,
+which is what the refiner recovers in part (numbers in :mod:`~neuroclips_core.perception_refine`).
 
 ``quick()`` trains the sim recipe on at most 480 clips for 2 epochs.
 
@@ -89,6 +93,10 @@ from .train import FitSettings, fit, write_json_atomic
 #: MAE 0.4216 (best at epoch 1, rising after) with that mix against 0.4165 (epoch 7) with the MAE alone.
 SIM_LOSS = LossConfig(kind="paper", contrastive_weight=0.0)
 
+#: :class:`PerceptionRunConfig` fields that only the scoring after training reads: changing them re-scores a
+#: finished run (new low-pass choice, baselines, test videos) without training it again.
+EVALUATION_SETTINGS = ("smoothing", "baselines", "batch_size_eval")
+
 
 @dataclass(frozen=True)
 class PerceptionRunConfig(StepRecipe):
@@ -108,6 +116,10 @@ class PerceptionRunConfig(StepRecipe):
             (:attr:`PerceptionConfig.linear_skip`); not in the paper or the official code.
         smoothing: Gaussian widths (px) to choose the blurry video's low-pass from, on the validation clips
             (:func:`~neuroclips_core.pipelines.blurry.select_smoothing`); ``(0.0,)``: none (the paper recipe).
+        refine_epochs: > 0 adds stage 2, a :class:`~neuroclips_core.models.perception.LatentRefiner` of
+            ``refiner_channels`` trained this many epochs at ``refine_lr`` through the frozen VAE decoder on
+            out-of-fold skip latents (``refine_folds``), by a pixel MSE low-passed at ``refine_blur`` px
+            (:mod:`neuroclips_core.perception_refine`; needs ``ridge_skip``); 0: none (the paper recipe).
         baselines: also score the mean-frame and ridge baselines.
         batch_size_eval: batch size of prediction, VAE encoding and decoding.
     """
@@ -128,27 +140,42 @@ class PerceptionRunConfig(StepRecipe):
     init_from_ridge: bool = True
     ridge_skip: bool = True
     smoothing: tuple = SMOOTHING_SIGMAS
+    refine_epochs: int = 3
+    refiner_channels: int = 64
+    refine_lr: float = 1e-3
+    refine_blur: float = 2.0
+    refine_folds: int = 5
     baselines: bool = True
     batch_size_eval: int = 64
 
     def __post_init__(self):
         self.check_choices()
+        if self.refine_epochs and not self.ridge_skip:
+            raise ConfigError("PerceptionRunConfig: refine_epochs > 0 needs ridge_skip=True (the refiner learns on "
+                              "out-of-fold ridge-skip latents); set refine_epochs=0 or ridge_skip=True")
+        if self.refine_epochs and self.refiner_channels < 1:
+            raise ConfigError(f"PerceptionRunConfig: refine_epochs > 0 needs refiner_channels >= 1, found "
+                              f"{self.refiner_channels}")
 
     @classmethod
     def quick(cls, **overrides) -> "PerceptionRunConfig":
-        """Quick mode (tests, CI): the sim recipe on 240 training and 120 validation clips for 2 epochs."""
-        return cls(**{"epochs": 2, "max_train_clips": 240, "max_val_clips": 120, **overrides})
+        """Quick mode (tests, CI): the sim recipe on 240 training and 120 validation clips for 2 epochs (and 1
+        of the refiner, 16 channels wide)."""
+        return cls(**{"epochs": 2, "max_train_clips": 240, "max_val_clips": 120, "refine_epochs": 1,
+                      "refiner_channels": 16, **overrides})
 
     @classmethod
     def paper(cls, **overrides) -> "PerceptionRunConfig":
         """The official recipe on a GPU: paper sizes, batch 40, lr 3e-4, 150 epochs (App. A; the README's 80)."""
         return cls(**{"size": "paper", "epochs": 150, "batch_size": 40, "lr": 3e-4, "init_from_ridge": False,
-                      "ridge_skip": False, "smoothing": (0.0,), "loss": LossConfig(), **overrides})
+                      "ridge_skip": False, "smoothing": (0.0,), "refine_epochs": 0, "loss": LossConfig(),
+                      **overrides})
 
     def model_config(self, n_voxels: int, latent_shape: tuple[int, int, int], token_dim: int = 0) -> PerceptionConfig:
         """The PR's sizes for a subject's voxel count and the VAE's latent shape; ``token_dim``: the official
         loss's teacher token width (0 for Eq. 1)."""
-        extra = {"token_dim": int(token_dim), "linear_skip": bool(self.ridge_skip), **self.model}
+        extra = {"token_dim": int(token_dim), "linear_skip": bool(self.ridge_skip),
+                 "refiner_channels": int(self.refiner_channels) if self.refine_epochs else 0, **self.model}
         if self.size == "paper":
             base = PerceptionConfig.paper(n_voxels, **extra)
             if base.latent_shape != tuple(latent_shape):
@@ -160,6 +187,11 @@ class PerceptionRunConfig(StepRecipe):
     def fit_settings(self, seed: int) -> FitSettings:
         return FitSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            pct_start=self.pct_start, grad_clip=self.grad_clip, select="mae", mode="min", seed=seed)
+
+    def refine_settings(self, seed: int) -> FitSettings:
+        """Stage 2's optimisation: AdamW + OneCycle at ``refine_lr`` (warm-up 30 %), kept by validation pixel MSE."""
+        return FitSettings(epochs=self.refine_epochs, batch_size=self.batch_size, lr=self.refine_lr,
+                           weight_decay=self.weight_decay, pct_start=0.3, select="pixel_mse", mode="min", seed=seed)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -278,8 +310,8 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
         teacher: the official loss's token teacher (default :func:`default_teacher`; unused by Eq. 1).
         retrain: train from scratch even if a finished or interrupted run is there.
         progress: progress bars and per-epoch lines.
-        stop_after_epochs: stop training after this many epochs (a deliberate interruption); the returned
-            result then has ``metrics == {}`` and the next call resumes.
+        stop_after_epochs: stop training after this many epochs, counted over stage 1 and the refiner's stage 2
+            (a deliberate interruption); the returned result then has ``metrics == {}`` and the next call resumes.
 
     Returns:
         :class:`PerceptionResult` (``reused`` tells whether a finished run was found).
@@ -290,10 +322,13 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
     store = store_with_frames(cfg, subject, store, "the PR learns from the clips' frames", progress)
     vae = vae if vae is not None else default_vae(cfg, device)
     out = perception_dir(cfg, subject)
-    params = {"run": run.to_dict(), "seed": cfg.seed, "subject": subject, "store": store_fingerprint(store),
+    # what training depends on (a change retrains) and what only the evaluation after it reads (a change re-scores)
+    recipe = run.to_dict()
+    evaluation = json.loads(json.dumps({k: recipe.pop(k) for k in EVALUATION_SETTINGS}))
+    params = {"run": recipe, "seed": cfg.seed, "subject": subject, "store": store_fingerprint(store),
               "vae": module_fingerprint(vae), "n_voxels": store.n_voxels}
     params = json.loads(json.dumps(params))
-    if start_run_dir(out, params, "metrics.json", ("checkpoint.pt", "blurry_test.npy"), retrain):
+    if start_run_dir(out, params, "metrics.json", ("checkpoint.pt", "blurry_test.npy"), retrain, evaluation):
         return load_perception_result(cfg, subject)
     timings = {}
 
@@ -323,6 +358,8 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
         model.init_from_ridge(ridge.coef_, torch.from_numpy(ridge_x))
     if run.ridge_skip:
         model.init_skip_from_ridge(ridge.coef_, ridge.intercept_, ridge.x_mean_)
+    if model.refiner is not None:
+        model.refiner.requires_grad_(False)              # stage 2's; the identity during stage 1
     loss = PerceptionLoss(run.loss, teacher=teacher if official else None)
 
     def loss_fn(m, batch, generator):
@@ -336,21 +373,33 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
     if not result.finished:
         return PerceptionResult(out, subject, {}, result.history, False)
     model = result.model.to(device)
+    val = _Validation(store, i_va, vae, run, progress)
+    test_fmri = np.asarray(store.fmri_test, dtype=np.float32).mean(axis=1)      # (N_test, V): the 10 repetitions
+    history, stage1, refined = result.history, None, None
+    if model.refiner is not None:
+        # stage 1's predictions, kept to score what the refiner adds (it is still the identity here)
+        stage1 = {"val": predict_latents(model, val.fmri, run.batch_size_eval),
+                  "test": predict_latents(model, test_fmri, run.batch_size_eval)}
+        t0 = time.monotonic()
+        stop = None if stop_after_epochs is None else stop_after_epochs - run.epochs   # counted over both stages
+        refined = _refine(model, vae, store, latents, ridge, run, cfg.seed, out, params, device, progress, stop)
+        timings["refine_s"] = round(time.monotonic() - t0, 1)
+        if not refined.finished:
+            return PerceptionResult(out, subject, {}, {**result.history, "refine": refined.history}, False)
+        history = {**result.history, "refine": refined.history}
     model.save(out / "checkpoint.pt", subject=subject, best_epoch=result.best_epoch, val_mae=result.best_score,
                params=params)
-    write_json_atomic(out / "history.json", result.history)
+    write_json_atomic(out / "history.json", history)
 
     t0 = time.monotonic()
-    val = _Validation(store, i_va, vae, run, progress)
     sigma, val_scores = val.smoothing(lambda x: predict_latents(model, x, run.batch_size_eval))
-    test_fmri = np.asarray(store.fmri_test, dtype=np.float32).mean(axis=1)      # (N_test, V): the 10 repetitions
     decoded = decode_latents(vae, predict_latents(model, test_fmri, run.batch_size_eval),
                              run.batch_size_eval, progress)
     blurry = smooth_videos(decoded, sigma)
     save_npy_atomic(out / "blurry_test.npy", blurry)
     timings["predict_decode_s"] = round(time.monotonic() - t0, 1)
     gt = np.asarray(store.frames_test)
-    metrics = {"subject": subject, "params": params, "n_parameters": count_parameters(model),
+    metrics = {"subject": subject, "params": params, "evaluation": evaluation, "n_parameters": count_parameters(model),
                "n_train": len(train_set), "n_val": len(val_set), "n_test": int(len(gt)),
                "best_epoch": result.best_epoch, "val_mae": result.best_score,
                "model": model_cfg.to_dict(), "pr": video_metrics(blurry, gt),
@@ -358,6 +407,13 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
                "smoothing": {"pr": {"sigma": sigma, "val_ssim_s2": val_scores}}}
     if run.ridge_skip:
         metrics["decoder_gate"] = float(model.decoder_gate.detach())
+    if stage1 is not None:
+        s1_sigma, s1_scores = val.smoothing(lambda x: stage1["val"])
+        s1_videos = smooth_videos(decode_latents(vae, stage1["test"], run.batch_size_eval, progress), s1_sigma)
+        metrics["pr_stage1"] = video_metrics(s1_videos, gt)
+        metrics["smoothing"]["pr_stage1"] = {"sigma": s1_sigma, "val_ssim_s2": s1_scores}
+        metrics["refine"] = {"best_epoch": refined.best_epoch, "val_pixel_mse": refined.best_score,
+                             "n_parameters": count_parameters(model.refiner)}
     if run.baselines:
         t0 = time.monotonic()
         metrics["baselines"] = _baselines(store, vae, ridge, latents.shape[1:], test_fmri, gt, out, run, val,
@@ -369,7 +425,26 @@ def train_perception(cfg: RunConfig, subject: int | None = None, run: Perception
     metrics["timings"] = timings
     metrics = json_clean(metrics)
     write_json_atomic(out / "metrics.json", metrics)
-    return PerceptionResult(out, subject, metrics, result.history, False)
+    return PerceptionResult(out, subject, metrics, history, False)
+
+
+def _refine(model: PerceptionReconstructor, vae, store: Store, latents: np.ndarray, ridge: RidgeRegression,
+            run: PerceptionRunConfig, seed: int, out: Path, params: dict, device, progress: bool,
+            stop_after_epochs: int | None = None):
+    """Stage 2 (:mod:`~neuroclips_core.perception_refine`): the refiner, trained on out-of-fold skip latents of
+    the training clips, kept by validation pixel MSE.  Updates ``model`` in place; returns fit's result."""
+    from .perception_refine import RefineClips, out_of_fold_skip, train_refiner
+
+    i_tr, i_va = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
+    fmri_tr = np.asarray(store.fmri_train[i_tr], np.float32)
+    oof = out_of_fold_skip(fmri_tr, latents[i_tr].reshape(len(i_tr), -1), float(ridge.lambda_), run.refine_folds,
+                           seed)
+    train_set = RefineClips(fmri_tr, store.frames_train[i_tr], oof, latents.shape[1:], seed)
+    val_set = RefineClips(np.asarray(store.fmri_train[i_va], np.float32), store.frames_train[i_va])
+    vae = vae.to(device)
+    return train_refiner(model, vae, train_set, val_set, run.refine_settings(seed), out / "refine",
+                         identity={"params": params, "model": model.config.to_dict()}, blur_sigma=run.refine_blur,
+                         device=device, progress=progress, stop_after_epochs=stop_after_epochs)
 
 
 def _fit_ridge(store: Store, latents: np.ndarray, run: PerceptionRunConfig) -> tuple[RidgeRegression, np.ndarray]:

@@ -273,6 +273,63 @@ def test_linear_skip_starts_the_model_at_the_ridge_prediction():
                                                                                         ridge.x_mean_)
 
 
+def test_refiner_starts_as_the_identity_and_skip_latents_replace_the_skip():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 40, generator=g)
+    plain = PerceptionReconstructor(PerceptionConfig.sim(40, (4, 8, 8), linear_skip=True)).eval()
+    torch.manual_seed(1)
+    refined = PerceptionReconstructor(PerceptionConfig.sim(40, (4, 8, 8), linear_skip=True,
+                                                           refiner_channels=8)).eval()
+    refined.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        np.testing.assert_allclose(refined(x).numpy(), plain(x).numpy(), atol=1e-6)     # untrained: the identity
+        given = torch.full((4, 6, 4, 8, 8), 0.25)
+        np.testing.assert_allclose(plain(x, skip_latents=given).numpy(),
+                                   (plain(x) - plain.skip(x).view(4, 6, 4, 8, 8) + given).numpy(), atol=1e-6)
+        refined.refiner.net[-1].bias.fill_(0.5)                                           # a trained refiner acts
+        np.testing.assert_allclose((refined(x) - plain(x)).numpy(), 0.5, atol=1e-6)
+    assert [r["stage"] for r in shape_table(refined)][-2] == "latent refiner (per frame)"
+    with pytest.raises(ValueError, match="skip_latents must be \\(4, 6, 4, 8, 8\\), found \\(4, 6, 4, 4, 4\\)"):
+        plain(x, skip_latents=torch.zeros(4, 6, 4, 4, 4))
+    with pytest.raises(ValueError, match="skip_latents needs PerceptionConfig\\(linear_skip=True\\)"):
+        PerceptionReconstructor(PerceptionConfig.sim(40, (4, 8, 8)))(x, skip_latents=given)
+
+
+def test_out_of_fold_skip_never_sees_the_clip_it_predicts():
+    from neuroclips_core.models.ridge import RidgeRegression
+    from neuroclips_core.perception_refine import out_of_fold_skip
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2, 30)).astype(np.float32)
+    y = x.mean(1) @ rng.normal(size=(30, 5)).astype(np.float32) + rng.normal(size=(60, 5)).astype(np.float32)
+    oof = out_of_fold_skip(x, y, lam=1.0, folds=5)
+    assert oof.shape == (60, 2, 5) and oof.dtype == np.float32
+    y_moved = y.copy()
+    y_moved[0] += 100.0                         # a clip's own target never reaches its prediction ...
+    np.testing.assert_allclose(out_of_fold_skip(x, y_moved, lam=1.0, folds=5)[0], oof[0], atol=1e-4)
+    in_sample = RidgeRegression(lambdas=(1.0,)).fit(x.mean(1), y).predict(x.mean(1))
+    err = lambda p: float(((p - y) ** 2).mean())   # ... so its errors are unseen-data errors, above in-sample
+    assert err(oof.mean(1)) > 1.2 * err(in_sample)
+    with pytest.raises(ValueError, match="folds must be between 2 and the 60 clips, found 1"):
+        out_of_fold_skip(x, y, lam=1.0, folds=1)
+
+
+def test_gaussian_blur_matches_scipy_and_refine_needs_the_skip():
+    from scipy.ndimage import gaussian_filter
+
+    from neuroclips_core.config import ConfigError
+    from neuroclips_core.perception_refine import gaussian_blur
+
+    img = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(0))
+    ours = gaussian_blur(img, 2.0).numpy()
+    ref = gaussian_filter(img.numpy(), sigma=(0, 0, 2.0, 2.0), mode="nearest", truncate=3.0)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    assert gaussian_blur(img, 0.0) is img
+    with pytest.raises(ConfigError, match="refine_epochs > 0 needs ridge_skip=True"):
+        PerceptionRunConfig(ridge_skip=False)
+    assert PerceptionRunConfig.paper().refine_epochs == 0
+
+
 def test_smoothing_is_chosen_by_the_score_it_maximises():
     rng = np.random.default_rng(0)
     gt = np.zeros((3, 2, 64, 64, 3), np.uint8)
@@ -356,7 +413,8 @@ def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store,
     folder = cfg.run_root / "sim" / "subj02" / "perception"
     assert r.folder == folder and not r.reused
     for name in ("checkpoint.pt", "history.json", "blurry_test.npy", "metrics.json", "params.json",
-                 "baselines/mean_frame_test.npy", "baselines/ridge_test.npy", "train/last.pt", "train/best.pt"):
+                 "baselines/mean_frame_test.npy", "baselines/ridge_test.npy", "train/last.pt", "train/best.pt",
+                 "refine/last.pt", "refine/best.pt"):
         assert (folder / name).is_file(), name
     blurry = r.blurry()
     assert blurry.shape == (CLIPS_PER_SEG, 6, SIZE, SIZE, 3) and blurry.dtype == np.uint8
@@ -366,6 +424,9 @@ def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store,
     assert m["n_train"] == 72 and m["n_val"] == 24 and m["n_test"] == CLIPS_PER_SEG
     assert set(m["verdict"]) >= {"ssim_s2_beats_mean_frame", "pixcorr_beats_ridge", "moves_with_stimulus", "all"}
     assert len(r.history["epochs"]) == RUN.epochs and r.history["best_epoch"] >= 1
+    # stage 2 ran, and stage 1's own videos are scored beside the refined ones
+    assert len(r.history["refine"]["epochs"]) == RUN.refine_epochs and m["refine"]["best_epoch"] >= 1
+    assert {"ssim_s2", "pixcorr"} <= set(m["pr_stage1"]) and m["smoothing"]["pr_stage1"]["sigma"] in RUN.smoothing
     assert not list(folder.rglob(".*tmp*"))
     model = r.load_model(n_voxels=V)
     with pytest.raises(PerceptionCheckpointError, match=f"trained for {V} voxels"):
@@ -384,11 +445,15 @@ def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store,
 
 
 def test_interrupted_training_resumes_to_the_straight_result(tmp_path, store, vae):
-    straight = train_perception(_cfg(tmp_path / "a"), run=RUN, store=store, vae=vae, progress=False)
+    run = PerceptionRunConfig.quick(**{**RUN.to_dict(), "loss": RUN.loss, "refine_epochs": 2})
+    straight = train_perception(_cfg(tmp_path / "a"), run=run, store=store, vae=vae, progress=False)
     cfg = _cfg(tmp_path / "b")
-    part = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False, stop_after_epochs=1)
-    assert part.metrics == {} and not (part.folder / "blurry_test.npy").exists()
-    resumed = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False)
+    # stopped in stage 1, then in the refiner's stage 2 (epochs are counted over both stages)
+    for stop in (1, run.epochs + 1):
+        part = train_perception(cfg, run=run, store=store, vae=vae, progress=False, stop_after_epochs=stop)
+        assert part.metrics == {} and not (part.folder / "blurry_test.npy").exists()
+    assert len(json.loads((part.folder / "refine" / "history.json").read_text())["epochs"]) == 1
+    resumed = train_perception(cfg, run=run, store=store, vae=vae, progress=False)
     assert np.array_equal(resumed.blurry(), straight.blurry())
     strip = {k: v for k, v in straight.metrics.items() if k != "timings"}
     assert {k: v for k, v in resumed.metrics.items() if k != "timings"} == strip
@@ -412,6 +477,20 @@ def test_changed_parameters_retrain_and_another_subject_store_is_refused(tmp_pat
     other = synthetic_store_writer(tmp_path / "other_store", seed=1, n_voxels=V + 7)
     with pytest.raises(PerceptionCheckpointError, match=f"{V} voxels.*has {V + 7}"):
         load_perception(changed.checkpoint, n_voxels=other.n_voxels, subject=2)
+
+
+def test_changed_low_pass_grid_rescores_without_retraining(tmp_path, store, vae):
+    cfg = _cfg(tmp_path)
+    first = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False)
+    last = first.folder / "train" / "last.pt"
+    stamp = (last.stat().st_mtime_ns, (first.folder / "refine" / "last.pt").stat().st_mtime_ns)
+    run = PerceptionRunConfig.quick(**{**RUN.to_dict(), "loss": RUN.loss, "smoothing": (0.0, 1.0)})
+    again = train_perception(cfg, run=run, store=store, vae=vae, progress=False)
+    assert not again.reused and again.metrics["params"] == first.metrics["params"]
+    assert (last.stat().st_mtime_ns, (first.folder / "refine" / "last.pt").stat().st_mtime_ns) == stamp
+    assert again.metrics["evaluation"]["smoothing"] == [0.0, 1.0] and again.metrics["smoothing"]["pr"]["sigma"] in (0, 1)
+    assert again.metrics["val_mae"] == first.metrics["val_mae"]
+    assert train_perception(cfg, run=run, store=store, vae=vae, progress=False).reused
 
 
 def test_official_loss_through_train_perception(tmp_path, store, vae):

@@ -99,6 +99,9 @@ class PerceptionConfig:
             init_skip_from_ridge` to the ridge baseline's solution) to the decoder's output, which sits behind a
             gate started at 0: training starts from ridge's prediction and the network adds what it can.  Not in
             the paper or the official code (see :mod:`neuroclips_core.perception_run` for why the sim uses it).
+        refiner_channels: > 0 ends the model with a :class:`LatentRefiner` of this width, a per-frame residual
+            conv net on the predicted latents that is trained afterwards through the frozen VAE decoder
+            (:mod:`neuroclips_core.perception_refine`); 0 = none (the paper and the official code).
     """
 
     n_voxels: int
@@ -119,6 +122,7 @@ class PerceptionConfig:
     latent_channels: int = 4
     token_dim: int = 0
     linear_skip: bool = False
+    refiner_channels: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
@@ -352,6 +356,28 @@ class TokenProjector(nn.Module):
 
 
 # ================================================================================================= model
+class LatentRefiner(nn.Module):
+    """Latents (N, C, s, s) -> latents + a residual correction: conv3x3 (C -> c) SiLU conv3x3 (c -> c) SiLU
+    conv3x3 (c -> C), applied to every frame alike.
+
+    The last conv starts at zero, so an untrained refiner is the identity.  It exists because averaging in the
+    VAE's latent space is not averaging in pixel space: the regression-to-the-mean latents a decoder of noisy
+    fMRI predicts decode to washed-out frames, and a correction learned through the decoder fixes part of that
+    (measured in :mod:`neuroclips_core.perception_refine`).
+    """
+
+    def __init__(self, latent_channels: int, channels: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(latent_channels, channels, 3, padding=1), nn.SiLU(),
+                                 nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU(),
+                                 nn.Conv2d(channels, latent_channels, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents + self.net(latents)
+
+
 class PerceptionReconstructor(nn.Module, Checkpointed):
     """fMRI (B, V) -> VAE latents (B, F, C_lat, s, s) of the clip's F frames (see the module docstring).
 
@@ -378,6 +404,7 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
             # gradient steps on single repetitions would only pull towards overfitting
             self.skip = nn.Linear(c.n_voxels, c.n_frames * math.prod(c.latent_shape)).requires_grad_(False)
             self.decoder_gate = nn.Parameter(torch.zeros(()))   # ReZero: the network's path opens as it learns
+        self.refiner = LatentRefiner(c.latent_channels, c.refiner_channels) if c.refiner_channels else None
 
     def embed(self, fmri: torch.Tensor) -> torch.Tensor:
         """fMRI (B, V) -> coarse spatial embeddings (B F, c, e, e), frames of a clip in consecutive rows."""
@@ -388,14 +415,27 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
         b = self.to_embedding(x).view(-1, c.embed_channels, c.embed_size, c.embed_size)
         return self.embed_norm(b)
 
-    def forward(self, fmri: torch.Tensor, return_tokens: bool = False):
+    def forward(self, fmri: torch.Tensor, return_tokens: bool = False, skip_latents: torch.Tensor | None = None):
         """fMRI (B, V) -> latents (B, F, C_lat, s, s); with ``return_tokens`` also the projector's tokens
-        (B, F, e e, token_dim) (needs ``token_dim`` > 0)."""
+        (B, F, e e, token_dim) (needs ``token_dim`` > 0).
+
+        ``skip_latents`` (B, F, C_lat, s, s) replaces the linear skip's output (needs ``linear_skip``): the
+        refiner's training feeds out-of-fold ridge predictions there, so that it learns on inputs as wrong as
+        the test set's, not on the training clips the skip was fitted to.
+        """
         c = self.config
         b = self.embed(fmri)
         latents = self.decoder(b, c.n_frames).view(-1, c.n_frames, *c.latent_shape)
+        if skip_latents is not None and not c.linear_skip:
+            raise ValueError("PerceptionReconstructor: skip_latents needs PerceptionConfig(linear_skip=True)")
         if c.linear_skip:
-            latents = self.decoder_gate * latents + self.skip(fmri).view_as(latents)
+            skip = skip_latents if skip_latents is not None else self.skip(fmri).view_as(latents)
+            if tuple(skip.shape) != tuple(latents.shape):
+                raise ValueError(f"PerceptionReconstructor: skip_latents must be {tuple(latents.shape)}, "
+                                 f"found {tuple(skip.shape)}")
+            latents = self.decoder_gate * latents + skip
+        if self.refiner is not None:
+            latents = self.refiner(latents.flatten(0, 1)).view_as(latents)
         if not return_tokens:
             return latents
         if self.token_projector is None:
@@ -464,6 +504,8 @@ def shape_table(model: PerceptionReconstructor, batch: int = 1) -> list[dict]:
         if i < len(dec.upsamplers):
             stages.append((f"upsample {i + 1}", dec.upsamplers[i], [dec.upsamplers[i]]))
     stages.append(("conv_out -> latents", dec.out, [dec.out]))
+    if model.refiner is not None:
+        stages.append(("latent refiner (per frame)", model.refiner, [model.refiner]))
     rows, hooks = [], []
     for name, module, counted in stages:
         n_params = sum(count_parameters(m) for m in counted)
