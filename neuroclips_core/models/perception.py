@@ -12,6 +12,8 @@ Shapes (B clips, V voxels, F = N_f frames per clip, e = coarse grid, s = latent 
                           temporal attention] and a 2x upsampling between stages, GN SiLU conv_out
                           -> (B F, C_lat, s, s),  s = e 2^(stages - 1)
     -> latents (B, F, C_lat, s, s), in the VAE's scaled latent space (``latents / scaling_factor`` decodes)
+     [+ ridge skip]       optional frozen Linear(V, F C_lat s s), the network's path gated (``linear_skip``)
+     [LatentRefiner]      optional per-frame residual conv net on the latents (``refiner_channels``; stage 2)
 
 =============  =======================  =======================================
 size           ``paper()``              ``sim()`` (default cc2017-sim)
