@@ -147,11 +147,9 @@ def train_refiner(model, vae, train_set: RefineClips, val_set: RefineClips, sett
     """Stage 2: fit the refiner of ``model`` (in place) by :func:`pixel_loss_fn` and return fit's result.
 
     ``model`` and ``vae`` must already be on ``device``; ``work_dir`` gets fit's ``last.pt``/``best.pt``/history.
-    ``stop_after_epochs`` (<= 0: do nothing yet) splits the run as in :func:`~.train.fit`.
+    ``stop_after_epochs`` splits the run as in :func:`~.train.fit`.
     """
     stage = RefinerStage(model, vae)
-    if stop_after_epochs is not None and stop_after_epochs <= 0:
-        return FitResult(model.refiner, {"epochs": []}, 0, float("nan"), False, 0)
     result = fit(stage, pixel_loss_fn(blur_sigma), train_set, val_set, settings, work_dir, identity=identity,
                  device=device, progress=progress, stop_after_epochs=stop_after_epochs)
     model.refiner.requires_grad_(False)

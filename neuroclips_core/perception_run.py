@@ -434,7 +434,10 @@ def _refine(model: PerceptionReconstructor, vae, store: Store, latents: np.ndarr
     """Stage 2 (:mod:`~neuroclips_core.perception_refine`): the refiner, trained on out-of-fold skip latents of
     the training clips, kept by validation pixel MSE.  Updates ``model`` in place; returns fit's result."""
     from .perception_refine import RefineClips, out_of_fold_skip, train_refiner
+    from .train import FitResult
 
+    if stop_after_epochs is not None and stop_after_epochs <= 0:       # stopped before stage 2: nothing to build
+        return FitResult(model.refiner, {"epochs": []}, 0, float("nan"), False, 0)
     i_tr, i_va = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
     fmri_tr = np.asarray(store.fmri_train[i_tr], np.float32)
     oof = out_of_fold_skip(fmri_tr, latents[i_tr].reshape(len(i_tr), -1), float(ridge.lambda_), run.refine_folds,
