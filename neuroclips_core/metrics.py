@@ -163,8 +163,10 @@ def motion_agreement(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """Does the prediction move with the stimulus?  Correlations of frame-difference energies.
 
     Returns ``spearman`` / ``pearson``: across clips, of the per-clip mean energy (prediction vs ground truth);
-    ``within_clip``: mean over clips of the Pearson r of their F-1 energies (clips where either is constant
-    are left out); ``energy_pred`` / ``energy_gt``: mean energies (a prediction that does not move has ~0).
+    ``spearman_p``: the one-sided p-value of the Spearman correlation being > 0 (is the agreement more than
+    chance over these N clips?); ``within_clip``: mean over clips of the Pearson r of their F-1 energies (clips
+    where either is constant are left out); ``energy_pred`` / ``energy_gt``: mean energies (a prediction that
+    does not move has ~0).
     """
     from scipy.stats import pearsonr, spearmanr
 
@@ -173,7 +175,9 @@ def motion_agreement(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     mp, mg = ep.mean(1), eg.mean(1)
     ok = np.std(mp) > 0 and np.std(mg) > 0
     within = [_pearson(a, b) for a, b in zip(ep, eg)]
-    return {"spearman": float(spearmanr(mp, mg)[0]) if ok else float("nan"),
+    rho = spearmanr(mp, mg, alternative="greater") if ok else None
+    return {"spearman": float(rho[0]) if ok else float("nan"),
+            "spearman_p": float(rho[1]) if ok else float("nan"),
             "pearson": float(pearsonr(mp, mg)[0]) if ok else float("nan"),
             "within_clip": float(np.nanmean(within)) if not np.all(np.isnan(within)) else float("nan"),
             "energy_pred": float(mp.mean()), "energy_gt": float(mg.mean())}

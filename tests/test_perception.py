@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from neuroclips_core.artifacts import json_clean
 from neuroclips_core.config import make_config
+from neuroclips_core.metrics import video_metrics
 from neuroclips_core.models import losses as L
 from neuroclips_core.models.perception import (PerceptionCheckpointError, PerceptionConfig, PerceptionReconstructor,
                                                TemporalAttention, count_parameters, load_perception, shape_table)
@@ -436,7 +438,15 @@ def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store,
     sigma = m["smoothing"]["pr"]["sigma"]                     # the blurry video = the decode, low-passed
     assert sigma in RUN.smoothing and m["smoothing"]["pr"]["val_ssim_s2"][str(sigma)] == \
         max(m["smoothing"]["pr"]["val_ssim_s2"].values())
-    np.testing.assert_array_equal(smooth_videos(decode_latents(vae, predict_latents(model, x, b), b), sigma), blurry)
+    static = smooth_videos(decode_latents(vae, predict_latents(model, x, b), b), sigma)
+    gt = np.asarray(store.frames_test)
+    assert json.loads(json.dumps(json_clean(video_metrics(static, gt)))) == m["pr_static"]
+    assert blurry.shape == static.shape and m["pr"] == json.loads(json.dumps(json_clean(video_metrics(blurry, gt))))
+    assert set(m["motion_path"]["val_r"]) == {"dy", "dx", "speed"}
+    # the motion path only translates frames: each clip's middle is where the PR put it
+    middle = np.abs(blurry[:, 2:4].astype(int) - static[:, 2:4].astype(int)).mean()
+    ends = np.abs(blurry[:, [0, 5]].astype(int) - static[:, [0, 5]].astype(int)).mean()
+    assert middle <= ends
 
     t0 = time.monotonic()
     again = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False)

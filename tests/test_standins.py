@@ -248,66 +248,86 @@ def test_inflated_patch_embedding_sees_a_static_clip_as_the_frame():
     torch.testing.assert_close(vmae.classifier.weight, vit.classifier.weight)
 
 
-def test_frame_classifier_distillation_phases(tmp_path):
-    """The teacher trains alone first (the ViT gets no gradient), then the ViT learns from labels, the frozen
-    teacher's logits and its texture features; the schedule warms up again when the ViT phase starts; only the
-    ViT is saved."""
+def test_frame_classifier_phases(tmp_path):
+    """The stem trains first (only the ViT's first block and the stem head get gradients), then the teacher alone
+    (the ViT gets no gradient), then the ViT learns from labels, the frozen teacher's logits and its feature maps;
+    each phase warms up anew; only the ViT is saved."""
     import dataclasses
 
-    from neuroclips_core.zoo.train.classifiers import TextureTeacher
+    from neuroclips_core.zoo.train.classifiers import TextureTeacher, parse_hint_layers
 
     logits, features = TextureTeacher()(torch.rand(2, 3, 64, 64), grid=8)
-    assert logits.shape == (2, len(CLASSES)) and features.shape == (2, 64, 48)
-    config = dataclasses.replace(FrameClassifierRecipe.quick_config(), steps=10, teacher_steps=4, warmup=2, batch=4)
+    assert logits.shape == (2, len(CLASSES))
+    assert {k: tuple(v.shape) for k, v in features.items()} == {"early": (2, 64, 48), "mid": (2, 64, 64),
+                                                                 "final": (2, 64, 128)}
+    config = dataclasses.replace(FrameClassifierRecipe.quick_config(), steps=12, stem_steps=4, teacher_steps=4,
+                                 warmup=2, batch=4, stem_batch=32)
     recipe = FrameClassifierRecipe(config, 0, tmp_path)
     model = recipe.build()
-    assert [round(recipe.lr_factor(s), 3) for s in (0, 1, 4, 5, 6)] == [0.5, 1.0, 0.5, 1.0, 1.0]
+    assert [round(recipe.lr_factor(s), 3) for s in (0, 1, 4, 5, 8, 9)] == [1.0, 2.0, 0.5, 1.0, 0.5, 1.0]
     g = torch.Generator().manual_seed(0)
     loss, parts = recipe.loss(model, 0, g)
     loss.backward()
-    assert set(parts) == {"teacher_acc"} and model.student.classifier.weight.grad is None
+    assert set(parts) == {"stem_acc"}
+    trained = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert trained and all(n.startswith(("stem_head.", "student.vit.embeddings.patch_embeddings.",
+                                         "student.vit.layers.0.mlp.", "student.vit.layers.0.layernorm_after."))
+                           for n in trained), trained
     model.zero_grad(set_to_none=True)
     loss, parts = recipe.loss(model, 4, g)
     loss.backward()
+    assert set(parts) == {"teacher_acc"} and model.student.classifier.weight.grad is None
+    model.zero_grad(set_to_none=True)
+    loss, parts = recipe.loss(model, 8, g)
+    loss.backward()
     assert set(parts) == {"acc", "kd", "hint"} and all(np.isfinite(v) for v in parts.values())
-    assert model.student.classifier.weight.grad is not None and model.hint.weight.grad is not None
+    assert model.student.classifier.weight.grad is not None
+    assert all(m.weight.grad is not None for m in model.hints) and len(model.hints) == 3
     assert all(p.grad is None for p in model.teacher.parameters())            # frozen in the ViT phase
     assert not model.teacher.training
     exported = recipe.export(model).model
     assert type(exported).__name__ == "ViTForImageClassification" and exported.dtype == torch.float16
     with pytest.raises(TrainError, match="teacher_steps"):
-        FrameClassifierRecipe(dataclasses.replace(config, teacher_steps=10), 0, tmp_path).build()
+        FrameClassifierRecipe(dataclasses.replace(config, teacher_steps=8), 0, tmp_path).build()
+    with pytest.raises(TrainError, match="LAYER:STAGE"):
+        parse_hint_layers("1:early,9:mid", 6)
+    with pytest.raises(TrainError, match="LAYER:STAGE"):
+        parse_hint_layers("1:texture", 6)
 
 
-def test_texture_energy_init_is_phase_invariant():
-    """After init_texture_energy, the first MLP's energy channels respond to a grating whatever its phase, and
-    most to the filter pair of its own period and orientation."""
-    import math
+def test_patch_stem_is_the_first_blocks_token_while_its_attention_is_silent(tmp_path):
+    """What the stem phase trains, per patch, is what the ViT's first block outputs for that patch at the start
+    of the ViT phase (up to the small position embeddings)."""
+    from neuroclips_core.zoo.train.classifiers import patch_stem
 
-    from transformers import ViTConfig, ViTForImageClassification
+    model = FrameClassifierRecipe(FrameClassifierRecipe.quick_config(), 0, tmp_path).build().student.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        tokens = model.vit(pixel_values=normalise(x), output_hidden_states=True).hidden_states[1][:, 1:]
+        no_position = model.vit.embeddings.position_embeddings.zero_()
+        tokens0 = model.vit(pixel_values=normalise(x), output_hidden_states=True).hidden_states[1][:, 1:]
+        patches = x.unfold(2, 8, 8).unfold(3, 8, 8).permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 8, 8)
+        stem = patch_stem(model, patches).reshape(2, 64, -1)
+    assert no_position.abs().max() == 0
+    torch.testing.assert_close(tokens0, stem, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(tokens, stem, atol=1e-5)       # the test sees position embeddings when present
 
-    from neuroclips_core.zoo.train.classifiers import init_texture_energy
 
-    vit = ViTForImageClassification(ViTConfig(image_size=8, patch_size=8, hidden_size=64, num_hidden_layers=1,
-                                              num_attention_heads=4, intermediate_size=128, num_labels=3))
-    n = init_texture_energy(vit)
-    assert n == 36
-    x = torch.arange(8.0)[None].expand(8, 8)
-    own = 6 * 1 + 0          # pair index: period 5.0 is the second period, orientation 0
-    energies, linear = [], []
-    for phase in (0.0, 1.0, 2.0):
-        grating = 0.5 + 0.5 * torch.cos(2 * math.pi * x / 5.0 + phase)            # period 5, vertical stripes
-        pixels = normalise(grating.expand(1, 3, 8, 8))
-        with torch.no_grad():
-            tokens = vit.vit.embeddings.patch_embeddings.projection(pixels).flatten(2).transpose(1, 2)
-            energies.append(vit.vit.layers[0].mlp(tokens)[0, 0, n:n + n // 2])
-        linear.append(tokens[0, 0, 2 * own].abs())
-    for e in energies:
-        assert e[own] == e.max() and e[own] > 3 * e[own + 3]                      # + 3: the orthogonal orientation
-    ratio = torch.stack([e[own] for e in energies])
-    assert ratio.max() / ratio.min() < 1.42            # |a| + |b| of a quadrature pair varies at most sqrt(2)
-    single = torch.stack(linear)                        # where one linear filter swings with the phase
-    assert single.max() / single.min() > 3
+def test_texture_patches_are_reproducible_labelled_patterns():
+    """Texture batches are pure functions of (seed, index); each label's patches are that pattern (two colours
+    over the patch, or one when the patch falls within a stripe) or, for the background label, a smooth
+    gradient with no two-colour structure."""
+    from neuroclips_core.data.sim_stimuli import PATTERNS
+
+    a, b = corpus.texture_patches(0, 3, 256), corpus.texture_patches(0, 3, 256)
+    assert torch.equal(a.patches, b.patches) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.patches, corpus.texture_patches(0, 4, 256).patches)
+    assert a.patches.shape == (256, 3, 8, 8) and set(a.labels.tolist()) == set(range(len(PATTERNS) + 1))
+    flat = a.patches.flatten(2)                                                # (B, 3, 64)
+    distinct = torch.tensor([len(torch.unique(p, dim=0)) for p in flat.transpose(1, 2)])
+    textured = a.labels < len(PATTERNS)
+    assert (distinct[textured] <= 2).all() and (distinct[textured] == 2).float().mean() > 0.8
+    assert (distinct[~textured] > 2).float().mean() > 0.5                    # gradients, not two flat colours
 
 
 def test_parse_steps_and_cli_help():

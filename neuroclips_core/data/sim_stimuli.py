@@ -97,7 +97,7 @@ class Shot:
         return d
 
 
-def _random_color(rng, sat=(0.55, 1.0), val=(0.7, 1.0)) -> tuple:
+def random_color(rng, sat=(0.55, 1.0), val=(0.7, 1.0)) -> tuple:
     return tuple(colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val)))
 
 
@@ -111,11 +111,11 @@ def sample_shots(rng: np.random.Generator, n_frames: int, fps: int = 30,
             stop = n_frames
         speed = 0.0 if rng.random() < 0.15 else rng.uniform(0.05, 0.22)
         direction = rng.uniform(0, 2 * np.pi)
-        bg0 = _random_color(rng, sat=(0.1, 0.45), val=(0.25, 0.6))
-        bg1 = _random_color(rng, sat=(0.1, 0.45), val=(0.25, 0.6))
+        bg0 = random_color(rng, sat=(0.1, 0.45), val=(0.25, 0.6))
+        bg1 = random_color(rng, sat=(0.1, 0.45), val=(0.25, 0.6))
         shots.append(Shot(
             start=start, stop=stop, label=int(rng.integers(N_CLASSES)),
-            color=_random_color(rng), dark=float(rng.uniform(0.15, 0.4)),
+            color=random_color(rng), dark=float(rng.uniform(0.15, 0.4)),
             bg0=bg0, bg1=bg1, bg_angle=float(rng.uniform(0, 2 * np.pi)),
             pos0=(float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.3, 0.7))),
             vel=(float(speed * np.cos(direction)), float(speed * np.sin(direction))),
@@ -178,7 +178,7 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _pattern(pattern: str, u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
+def pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
     """Binary surface pattern (True = dark colour) in object coordinates, ~PATTERN_CYCLES per radius."""
     f = PATTERN_CYCLES
     if pattern == "striped":
@@ -238,7 +238,7 @@ def render_shot_frames(shot: Shot, frames: np.ndarray, size: int, fps: int = 30)
         ca, sa = np.cos(angle[i]), np.sin(angle[i])
         u, v = (ca * dx + sa * dy) / radius[i], (-sa * dx + ca * dy) / radius[i]
         inside = _shape_mask(shape, u, v)
-        dark = _pattern(pattern, u, v, shot.texture_seed)
+        dark = pattern_mask(pattern, u, v, shot.texture_seed)
         crop = images[i, y0:y1, x0:x1]
         crop[inside] = np.where(dark[inside, None], col_b, col_a)
         masks[i, y0:y1, x0:x1] = inside

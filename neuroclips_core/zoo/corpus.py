@@ -21,9 +21,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..data.sim_stimuli import Shot, render_frames, sample_shots, shot_state, to_uint8
+from ..data.sim_stimuli import (PATTERNS, Shot, pattern_mask, random_color, render_frames, sample_shots, shot_state,
+                                to_uint8)
 
 CORPUS_STREAM = 0xC0FFEE          # the SeedSequence word that separates the corpus from cc2017-sim
+TEXTURE_STREAM = 0x7E47           # ... and the texture patches from the shots
 TRAIN, HELDOUT = 0, 1
 SPLITS = {"train": TRAIN, "heldout": HELDOUT}
 RAW_FPS = 30                      # the renderer's time base (cc2017's stimulus frame rate)
@@ -86,6 +88,54 @@ def frame_batch(seed: int, index: int, batch: int, split: str | int = "train", s
         images, masks, _ = render_frames(shots, frames, size, RAW_FPS, with_masks=True)
         return FrameBatch(_to_tensor(images), labels, torch.from_numpy(masks))
     return FrameBatch(_to_tensor(render_frames(shots, frames, size, RAW_FPS)), labels)
+
+
+class PatchBatch(NamedTuple):
+    """``patches`` float32 (B, 3, P, P) in [0, 1]; ``labels`` int64 (B,): the surface pattern's index in
+    :data:`~neuroclips_core.data.sim_stimuli.PATTERNS`, or ``len(PATTERNS)`` for a background patch."""
+
+    patches: torch.Tensor
+    labels: torch.Tensor
+
+
+def texture_patches(seed: int, index: int, n: int, patch: int = 8, size: int = FRAME_SIZE) -> PatchBatch:
+    """Texture batch ``index``: ``n`` patches of ``patch`` x ``patch`` pixels, each covered by one surface pattern.
+
+    The renderer's own patterns (:func:`~neuroclips_core.data.sim_stimuli.pattern_mask`), drawn at what a corpus
+    object shows a ``size``-px frame: radius 0.13-0.32 of the width (so a period of ~3-8 px), any rotation and
+    phase, the object's colour and its darker second colour; one patch in ``len(PATTERNS) + 1`` is a background
+    gradient instead.  Quantised to 8 bits like the frames.  A pure function of ``(seed, index)``, from a stream
+    of its own.  For the frame classifier's patch stem, which learns the patterns here from dense labels (a
+    frame has one label for its 64 patches).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, TEXTURE_STREAM, index]))
+    n_classes = len(PATTERNS) + 1
+    labels = rng.integers(0, n_classes, n)
+    radius = rng.uniform(0.13, 0.32, n) * size                               # pixels per object-radius unit
+    angle = rng.uniform(0, 2 * np.pi, n)
+    offset = rng.uniform(-1, 1, (n, 2))
+    r = np.arange(patch) + 0.5
+    gy, gx = np.meshgrid(r, r, indexing="ij")
+    ca, sa = np.cos(angle)[:, None, None], np.sin(angle)[:, None, None]
+    dx, dy = gx[None] / radius[:, None, None], gy[None] / radius[:, None, None]
+    u = ca * dx + sa * dy + offset[:, :1, None]
+    v = -sa * dx + ca * dy + offset[:, 1:, None]
+    dark = np.zeros((n, patch, patch), bool)
+    for k, name in enumerate(PATTERNS):
+        sel = labels == k
+        if sel.any():
+            dark[sel] = pattern_mask(name, u[sel], v[sel], int(rng.integers(2**31)))
+    colour = np.array([random_color(rng) for _ in range(n)])
+    second = colour * rng.uniform(0.15, 0.4, (n, 1))
+    images = np.where(dark[..., None], second[:, None, None], colour[:, None, None])
+    # backgrounds: a gentle two-colour gradient (the frame-wide gradient seen through one patch)
+    bg = labels == len(PATTERNS)
+    b0 = np.array([random_color(rng, sat=(0.1, 0.45), val=(0.25, 0.6)) for _ in range(n)])
+    b1 = np.array([random_color(rng, sat=(0.1, 0.45), val=(0.25, 0.6)) for _ in range(n)])
+    t = (np.cos(angle)[:, None, None] * gx + np.sin(angle)[:, None, None] * gy)[..., None] / size
+    t = t - t.min((1, 2), keepdims=True) + rng.uniform(0, 0.8, (n, 1, 1, 1))
+    images[bg] = ((1 - t) * b0[:, None, None] + t * b1[:, None, None])[bg]
+    return PatchBatch(_to_tensor(np.clip(images, 0, 1)), torch.from_numpy(labels))
 
 
 def clip_offsets(n_frames: int = CLIP_FRAMES, fps: int = CLIP_FPS) -> np.ndarray:

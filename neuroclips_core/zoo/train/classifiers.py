@@ -7,30 +7,30 @@ of the same frames given as uint8 (tests check it).
 
 **Frame classifier.**  ViT, patch 8 (64 tokens a frame).  The sim's classes live in ~5-px texture and outline,
 with no coarse cue (colour, size, position, motion all vary freely within a class, by design).  A ViT trained from
-scratch learns that slowly: with the plain CLS loss it sat at chance for 400-650 steps in every probe here; with
-token labelling, a DCT patch embedding and a zoom curriculum (an earlier version of this recipe) it reached 0.16
-train top-1 after 3350 steps of 64 frames (~1.5 h of CPU), while the book's small CNN probe passes 0.85 in 2000
-steps.  Probes on bags of patches (a per-patch MLP, pooled) show why: non-overlapping 8-px patches must learn a
-phase-invariant texture detector one phase at a time (0.10 top-1 after 800 steps; 0.20 with 4-px patches at 2.5
-times the cost).  So the recipe gives the ViT a CNN's head start for the length of training only, and the saved
-model stays a plain ``ViTForImageClassification``:
+scratch learns that slowly: with the plain CLS loss it sat at chance for 400-650 steps in every probe here, while
+the book's small CNN probe passes 0.85 in 2000 steps.  Probes on bags of patches (a per-patch MLP, pooled) show
+why: non-overlapping 8-px patches must learn a phase-invariant texture detector one phase at a time, from one label
+per 64 patches.  So the recipe gives the ViT two head starts for the length of training only, and the saved model
+stays a plain ``ViTForImageClassification``:
 
-1. the first layer starts by computing phase-invariant texture energies (:func:`init_texture_energy`:
-   quadrature Gabor filters in the patch embedding, their rectified sums in the first MLP);
-2. the first ``teacher_steps`` train a small grayscale CNN (:class:`TextureTeacher`) alone;
-3. then the ViT learns from the labels, from the frozen teacher's softened logits (KL at temperature
-   ``kd_temperature``, the KD of Hinton et al.) and from its early texture features: the teacher's second conv
-   block, average-pooled onto the ViT's 8 x 8 patch grid, regressed from the ViT's hidden state ``hint_layer``
-   through a linear map (a FitNets hint).
+1. **patch stem** (``stem_steps``): the ViT's first block, applied to one patch at a time (:func:`patch_stem`),
+   learns to name the surface pattern of texture patches (:func:`~neuroclips_core.zoo.corpus.texture_patches`:
+   the renderer's own patterns at random scale, rotation, phase and colour, one dense label per patch), through a
+   linear head that is then dropped.  The block's attention starts silent, so the stem is exactly what the ViT's
+   tokens hold when the ViT phase begins;
+2. **teacher** (``teacher_steps``): a small grayscale CNN (:class:`TextureTeacher`) trains alone;
+3. **ViT**: from the labels, from the frozen teacher's softened logits (KL at temperature ``kd_temperature``, the
+   KD of Hinton et al.) and from its feature maps of three depths, average-pooled onto the ViT's 8 x 8 patch grid
+   and regressed from the ViT's hidden states ``hint_layers`` through linear maps (FitNets hints).
 
-Measured in probes (one core, 512 held-out frames): the teacher alone, 0.92 top-1 after 1500 steps; the ViT after
-300 distillation steps, 0.10 with the texture-energy start against 0.02 with the DCT start (which needed 1400).
-Measured on a full run (seed 0, 1 thread, 2026-11-29, stopped at step 2884 for CPU): the teacher, 0.959 held-out
-top-1 after its 1500 steps; the ViT after 1384 distillation steps, 0.328 held-out (agreeing with the teacher on
-0.34), its training top-1 rising 0.22 -> 0.30 over steps 2125-2875 and slowing.  At that rate the remaining steps
-will not bring the ViT to the 0.9 target: the distillation needs a faster student (next to try: a larger ViT-phase
-LR, KD at a higher temperature with the hint on every layer, or 4-px patches on a narrower ViT).  ViT steps cost
-1.2 s on one thread and 0.75 s on two (batch 64); the teacher's 0.4 s.
+Measured in probes (one thread each, two at a time, 512 held-out frames, the teacher of an earlier run):
+per-patch pattern accuracy of the stem alone, 0.88 (9 classes) after 3000 steps (2.5 min); held-out ViT top-1
+after 200 / 400 ViT steps: 0.04 / 0.11 with neither head start (an earlier recipe with Gabor-energy initialisation
+and one hint), 0.13 / 0.22 with the stem, KD and one hint, 0.17 at 200 with the stem and three hints, 0.12 / 0.13
+with the stem and labels alone.  The stem trained on patches cut from real corpus frames instead (dense labels
+from the renderer's masks: pattern inside the object, shape on the outline) reached only 0.35 pattern and chance
+shape accuracy: small objects leave few clean texture patches, and an 8-px piece of outline does not tell the
+shape.  ViT steps cost 1.2 s on one thread and 0.75 s on two (batch 64); the teacher's 0.4 s; a stem step 0.1 s.
 
 **Video classifier.**  VideoMAE with the ViT's width, depth and heads, started from the trained frame classifier
 inflated to tubelets (:func:`inflate_vit_to_videomae`) and fine-tuned on clips: from scratch, a video
@@ -39,14 +39,13 @@ transformer would spend its budget re-learning what the frame classifier already
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...data.sim_stimuli import CLASSES, N_CLASSES, to_uint8
+from ...data.sim_stimuli import CLASSES, N_CLASSES, PATTERNS, to_uint8
 from .. import corpus
 from ..loaders import Classifier, load_role
 from ..tiny import _seeded
@@ -71,15 +70,18 @@ class ClassifierConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class FrameClassifierConfig(ClassifierConfig):
-    """Plus the distillation from a small CNN teacher that gets the ViT off its plateau (module docstring)."""
+    """Plus the two head starts that get the ViT off its plateau (module docstring): a patch stem trained on
+    texture patches, then distillation from a small CNN teacher."""
 
-    teacher_steps: int = 1500   # the first steps train the CNN teacher alone (0: no teacher, no distillation)
+    stem_steps: int = 2500      # the first steps train the patch stem alone on texture patches (0: none) ...
+    stem_batch: int = 2048      # ... this many patches a step ...
+    stem_lr_scale: float = 2.0  # ... at this multiple of the rate
+    teacher_steps: int = 1500   # then the CNN teacher trains alone (0: no teacher, no distillation)
     teacher_lr_scale: float = 3.0
     kd_weight: float = 1.0      # soft-label distillation of the teacher's logits into the CLS logits ...
     kd_temperature: float = 2.0
-    hint_weight: float = 1.0    # ... and of its early texture features into the patch tokens (FitNets hint)
-    hint_layer: int = 1         # the ViT hidden state (0: patch embeddings) the hint is read from
-    energy_init: bool = True    # start the first layer with phase-invariant texture energies
+    hint_weight: float = 1.0    # ... and of its feature maps into the patch tokens (FitNets hints):
+    hint_layers: str = "1:early,3:mid,5:final"   # ViT hidden state (0: patch embeddings) : teacher stage
 
 
 @dataclass(frozen=True)
@@ -183,69 +185,36 @@ def _classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[to
     return F.cross_entropy(logits, labels), {"acc": float((logits.argmax(-1) == labels).float().mean())}
 
 
-def quadrature_filters(p: int, periods=(3.5, 5.0, 7.0), orientations: int = 6) -> torch.Tensor:
-    """Gabor filters of a p x p patch in quadrature pairs: (2 * len(periods) * orientations, p, p), zero mean,
-    unit norm, ordered (period, orientation, phase 0 / phase pi/2), Gaussian envelope of sigma p / 3."""
-    r = torch.arange(p, dtype=torch.float64) - (p - 1) / 2
-    ys, xs = torch.meshgrid(r, r, indexing="ij")
-    envelope = torch.exp(-(xs ** 2 + ys ** 2) / (2 * (p / 3) ** 2))
-    out = []
-    for period in periods:
-        for k in range(orientations):
-            u = xs * math.cos(math.pi * k / orientations) + ys * math.sin(math.pi * k / orientations)
-            for phase in (0.0, math.pi / 2):
-                f = envelope * torch.cos(2 * math.pi * u / period + phase)
-                f = f - f.mean()
-                out.append(f / f.norm())
-    return torch.stack(out).float()
+def encoder_layers(vit_model) -> torch.nn.ModuleList:
+    """The transformer blocks of a ``ViTForImageClassification`` (``vit.layers`` or, in older transformers,
+    ``vit.encoder.layer``)."""
+    return vit_model.vit.layers if hasattr(vit_model.vit, "layers") else vit_model.vit.encoder.layer
 
 
-@torch.no_grad()
-def init_texture_energy(model, periods=(3.5, 5.0, 7.0), orientations: int = 6) -> int:
-    """Start a ViT (``ViTForImageClassification``) with phase-invariant texture energies in its first layer.
+def patch_stem(vit_model, patches: torch.Tensor) -> torch.Tensor:
+    """What the ViT's first block makes of each patch on its own: (B, 3, p, p) pixels in [0, 1] -> (B, D).
 
-    Why: the class lives in ~5-px texture at a random phase, and a patch embedding learns a phase-invariant
-    detector for it slowly, one phase at a time (a bag of 8-px patches with a learned MLP: 0.10 top-1 after 800
-    steps; with these energies: 0.26).  So, in the residual stream (of width D >= 3 n / 2, n = number of filters):
-
-    - patch-embedding channels [0, n): a bank of quadrature Gabor filters on the patch's luminance
-      (:func:`quadrature_filters`: periods around the pattern's, 6 orientations, 2 phases);
-    - channels [n, 3n/2): zero in the embedding; the first layer's MLP writes there, per filter pair,
-      gelu(a) + gelu(-a) + gelu(b) + gelu(-b) ~ |a| + |b| of the normalised responses (a, b): the pair's local
-      energy, whatever the phase.
-
-    Everything stays trainable; the other channels and units keep their random initialisation.  Returns n.
+    The patch embedding ``e`` (without position), then the first block's MLP on top, ``e + mlp(ln_after(e))``:
+    exactly the first block's output token when its attention adds nothing, as at :meth:`FrameClassifierRecipe.
+    build` (the attention's output projection starts at zero), and position embeddings are ignored (they start at
+    ~0.02).  Training this function on texture patches is the stem phase.
     """
-    projection = model.vit.embeddings.patch_embeddings.projection          # Conv2d(3, D, p, stride p)
-    p, width = projection.kernel_size[0], projection.out_channels
-    bank = quadrature_filters(p, periods, orientations)
-    n = len(bank)
-    layer = model.vit.layers[0] if hasattr(model.vit, "layers") else model.vit.encoder.layer[0]
-    fc1, fc2 = layer.mlp.fc1, layer.mlp.fc2
-    if width < n + n // 2 or fc1.out_features < 2 * n:
-        raise TrainError(f"frame_classifier: texture-energy init needs hidden_size >= {n + n // 2} and "
-                         f"intermediate_size >= {2 * n}; found {width} and {fc1.out_features}")
-    # inputs are (x - 0.5) / 0.5 per RGB channel: the mean over channels is the luminance in [-1, 1]
-    projection.weight[:n] = bank[:, None].expand(-1, 3, -1, -1) / 3 * 0.5
-    projection.bias[:n] = 0
-    projection.weight[n:n + n // 2] = 0
-    projection.bias[n:n + n // 2] = 0
-    fc1.weight[:2 * n] = 0
-    fc1.bias[:2 * n] = 0
-    fc2.weight[:, :2 * n] = 0
-    for k in range(n):
-        fc1.weight[2 * k, k], fc1.weight[2 * k + 1, k] = 1.0, -1.0            # units gelu(a), gelu(-a)
-        fc2.weight[n + k // 2, 2 * k] = fc2.weight[n + k // 2, 2 * k + 1] = 1.0  # summed per quadrature pair
-    return n
+    projection = vit_model.vit.embeddings.patch_embeddings.projection        # Conv2d(3, D, p, stride p)
+    e = projection(normalise(patches)).flatten(1)
+    block = encoder_layers(vit_model)[0]
+    return e + block.mlp(block.layernorm_after(e))
 
 
 class TextureTeacher(torch.nn.Module):
     """The frame classifier's CNN teacher (training only, never saved): grayscale frames -> class logits and
-    early texture features.
+    feature maps of three depths.
 
     Grayscale because the class is outline and pattern, never colour.  Two conv blocks at half resolution find the
-    texture; two pooled blocks and a global max over positions find the object wherever it is.
+    texture (``early``); two pooled blocks (``mid``, ``final``) and a global max over positions find the object
+    wherever it is.
     """
+
+    STAGES = {"early": 48, "mid": 64, "final": 128}      # feature channels of each stage
 
     def __init__(self, n_classes: int = N_CLASSES):
         super().__init__()
@@ -255,24 +224,42 @@ class TextureTeacher(torch.nn.Module):
             return [nn.Conv2d(i, o, k, s, k // 2), nn.BatchNorm2d(o), nn.ReLU()]
 
         self.early = nn.Sequential(*block(1, 32, 5, 2), *block(32, 48, 3, 1))          # (B, 48, S/2, S/2)
-        self.late = nn.Sequential(nn.MaxPool2d(2), *block(48, 64, 3, 1), nn.MaxPool2d(2), *block(64, 128, 3, 1))
+        self.late = nn.Sequential(nn.MaxPool2d(2), *block(48, 64, 3, 1),              # mid: (B, 64, S/4, S/4)
+                                  nn.MaxPool2d(2), *block(64, 128, 3, 1))             # final: (B, 128, S/8, S/8)
         self.head = nn.Linear(128, n_classes)
 
-    def forward(self, images: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (B, 3, S, S) in [0, 1] -> logits (B, classes), texture features (B, grid * grid, 48) (the early
-        features averaged over each cell of a grid x grid partition: one row per ViT patch, raster order)."""
+    def forward(self, images: torch.Tensor, grid: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Images (B, 3, S, S) in [0, 1] -> logits (B, classes), {stage: features (B, grid * grid, C)} (each
+        stage's map averaged over each cell of a grid x grid partition: one row per ViT patch, raster order)."""
         early = self.early(images.mean(1, keepdim=True) * 2 - 1)
-        logits = self.head(self.late(early).amax((2, 3)))
-        return logits, F.adaptive_avg_pool2d(early, grid).flatten(2).transpose(1, 2)
+        mid = self.late[:4](early)
+        final = self.late[4:](mid)
+        logits = self.head(final.amax((2, 3)))
+        maps = {"early": early, "mid": mid, "final": final}
+        return logits, {k: F.adaptive_avg_pool2d(m, grid).flatten(2).transpose(1, 2) for k, m in maps.items()}
 
 
 class _Distillation(torch.nn.Module):
-    """What the frame-classifier run trains: the ViT (``student``, the only part saved), the CNN ``teacher`` and
-    the ``hint`` map from ViT tokens to the teacher's texture features."""
+    """What the frame-classifier run trains: the ViT (``student``, the only part saved), the stem's patch
+    classifier ``stem_head``, the CNN ``teacher`` and the ``hints`` (one linear map per hinted ViT layer, from its
+    tokens to the teacher's features)."""
 
-    def __init__(self, student, teacher: TextureTeacher | None, hint: torch.nn.Linear | None):
+    def __init__(self, student, stem_head, teacher: TextureTeacher | None, hints: torch.nn.ModuleList | None):
         super().__init__()
-        self.student, self.teacher, self.hint = student, teacher, hint
+        self.student, self.stem_head, self.teacher, self.hints = student, stem_head, teacher, hints
+
+
+def parse_hint_layers(spec: str, layers: int) -> list[tuple[int, str]]:
+    """``"1:early,3:mid"`` -> [(1, "early"), (3, "mid")]: ViT hidden state (0 = patch embeddings, ``layers`` =
+    the last block's output) and the teacher stage it is hinted with."""
+    out = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        layer, _, stage = item.partition(":")
+        if not layer.isdigit() or not 0 <= int(layer) <= layers or stage not in TextureTeacher.STAGES:
+            raise TrainError(f"frame_classifier: hint {item!r} is not LAYER:STAGE with LAYER in 0..{layers} and "
+                             f"STAGE one of {', '.join(TextureTeacher.STAGES)} (e.g. '1:early,3:mid,5:final')")
+        out.append((int(layer), stage))
+    return out
 
 
 def _standardised(features: torch.Tensor) -> torch.Tensor:
@@ -281,62 +268,91 @@ def _standardised(features: torch.Tensor) -> torch.Tensor:
 
 
 class FrameClassifierRecipe(Recipe):
-    """``ViTForImageClassification`` + ``ViTImageProcessor``: frames (B, 3, 64, 64) -> logits (B, 64)."""
+    """``ViTForImageClassification`` + ``ViTImageProcessor``: frames (B, 3, 64, 64) -> logits (B, 64).
+
+    Steps ``[0, stem_steps)`` train the patch stem, the next ``teacher_steps`` the teacher, the rest the ViT."""
 
     role = "frame_classifier"
     config_class = FrameClassifierConfig
 
     @staticmethod
     def full_config() -> FrameClassifierConfig:
-        return FrameClassifierConfig(steps=12000, batch=64, lr=1e-3, warmup=200, eval_size=1024, teacher_steps=1500)
+        return FrameClassifierConfig(steps=9000, batch=64, lr=1e-3, warmup=200, eval_size=1024)
 
     @staticmethod
     def quick_config() -> FrameClassifierConfig:
-        return FrameClassifierConfig(steps=4, batch=16, lr=1e-3, warmup=2, eval_size=32, teacher_steps=2)
+        return FrameClassifierConfig(steps=6, batch=16, lr=1e-3, warmup=2, eval_size=32, stem_steps=2,
+                                     stem_batch=64, teacher_steps=2)
+
+    def _phases(self) -> tuple[int, int]:
+        """(first teacher step, first ViT step)."""
+        c = self.config
+        return c.stem_steps, c.stem_steps + c.teacher_steps
 
     def build(self):
         from transformers import ViTConfig, ViTForImageClassification
 
         c = self.config
-        if not 0 <= c.teacher_steps < c.steps:
-            raise TrainError(f"frame_classifier: teacher_steps must lie in [0, steps={c.steps}), found {c.teacher_steps}")
+        teacher_start, vit_start = self._phases()
+        if min(c.stem_steps, c.teacher_steps) < 0 or vit_start >= c.steps:
+            raise TrainError(f"frame_classifier: stem_steps ({c.stem_steps}) + teacher_steps ({c.teacher_steps}) "
+                             f"must be >= 0 each and leave ViT steps before steps={c.steps}")
+        hints = parse_hint_layers(c.hint_layers, c.layers) if c.teacher_steps and c.hint_weight else []
         cfg = ViTConfig(image_size=IMAGE_SIZE, patch_size=c.patch_size, num_channels=3, hidden_size=c.hidden_size,
                         num_hidden_layers=c.layers, num_attention_heads=c.heads,
                         intermediate_size=c.intermediate_size, **_label_maps())
         with _seeded(self.seed):
             student = ViTForImageClassification(cfg)
+            stem_head = torch.nn.Linear(c.hidden_size, len(PATTERNS) + 1) if c.stem_steps else None
             teacher = TextureTeacher() if c.teacher_steps else None
-            hint = torch.nn.Linear(c.hidden_size, 48) if c.teacher_steps and c.hint_weight else None
-        if c.energy_init:
-            init_texture_energy(student)
-        return _Distillation(student, teacher, hint)
+            hint_maps = torch.nn.ModuleList([torch.nn.Linear(c.hidden_size, TextureTeacher.STAGES[stage])
+                                             for _, stage in hints]) if hints else None
+        if c.stem_steps:
+            # the first block's attention starts silent, so its output token is what the stem learned (patch_stem)
+            attention = encoder_layers(student)[0].attention
+            out_proj = attention.o_proj if hasattr(attention, "o_proj") else attention.output.dense
+            with torch.no_grad():
+                out_proj.weight.zero_()
+                out_proj.bias.zero_()
+        return _Distillation(student, stem_head, teacher, hint_maps)
 
     def lr_scale(self, name: str, param: torch.nn.Parameter) -> float:
         return self.config.teacher_lr_scale if name.startswith("teacher.") else 1.0
 
     def lr_factor(self, step: int) -> float:
-        """The teacher phase has its own warmup-stable-decay; the ViT phase warms up again, then follows the
-        run's schedule (so its final decay stays where :func:`~.loop.decay_start` puts it)."""
+        """The stem and teacher phases each have their own warmup-stable-decay; the ViT phase warms up again, then
+        follows the run's schedule (so its final decay stays where :func:`~.loop.decay_start` puts it)."""
         c = self.config
-        if step < c.teacher_steps:
-            return lr_factor(step, dataclasses.replace(c, steps=c.teacher_steps))
-        if step - c.teacher_steps < c.warmup:
-            return (step - c.teacher_steps + 1) / c.warmup
+        teacher_start, vit_start = self._phases()
+        if step < teacher_start:
+            return c.stem_lr_scale * lr_factor(step, dataclasses.replace(c, steps=c.stem_steps))
+        if step < vit_start:
+            return lr_factor(step - teacher_start, dataclasses.replace(c, steps=c.teacher_steps))
+        if step - vit_start < c.warmup:
+            return (step - vit_start + 1) / c.warmup
         return lr_factor(step, c)
 
     def loss(self, model, step, generator):
         c = self.config
+        teacher_start, vit_start = self._phases()
+        device = model.student.device
+        if step < teacher_start:                       # the stem: the first block, per patch, names the pattern
+            b = corpus.texture_patches(self.seed, step, c.stem_batch, c.patch_size, IMAGE_SIZE)
+            x = _augment(b.patches, c.noise_aug, generator).to(device)
+            logits = model.stem_head(patch_stem(model.student, x))
+            loss, parts = _classification_loss(logits, b.labels.to(device))
+            return loss, {"stem_acc": parts["acc"]}
         b = corpus.frame_batch(self.seed, step, c.batch, "train", IMAGE_SIZE)
-        x = _augment(b.images, c.noise_aug, generator).to(model.student.device)
-        labels = b.labels.to(x.device)
-        if step < c.teacher_steps:
+        x = _augment(b.images, c.noise_aug, generator).to(device)
+        labels = b.labels.to(device)
+        if step < vit_start:
             model.teacher.train()
             flip = torch.rand(len(x), generator=generator) < 0.5        # a mirror image keeps its class
-            x[flip.to(x.device)] = x[flip.to(x.device)].flip(-1)
+            x[flip.to(device)] = x[flip.to(device)].flip(-1)
             loss, parts = _classification_loss(model.teacher(x, 1)[0], labels)
             return loss, {"teacher_acc": parts["acc"]}
         grid = IMAGE_SIZE // c.patch_size
-        out = model.student.vit(pixel_values=normalise(x), output_hidden_states=model.hint is not None)
+        out = model.student.vit(pixel_values=normalise(x), output_hidden_states=model.hints is not None)
         logits = model.student.classifier(out.last_hidden_state[:, 0]).float()   # what the ViT's forward does
         loss, parts = _classification_loss(logits, labels)
         if model.teacher is not None:
@@ -348,9 +364,10 @@ class FrameClassifierRecipe(Recipe):
                           reduction="batchmean") * t * t
             loss = loss + c.kd_weight * kd
             parts["kd"] = float(kd.detach())
-            if model.hint is not None:
-                tokens = out.hidden_states[c.hint_layer][:, 1:]                 # (B, grid * grid, D), no CLS
-                hint = F.mse_loss(model.hint(tokens).float(), _standardised(t_features.float()))
+            if model.hints is not None:
+                hint = sum(F.mse_loss(m(out.hidden_states[layer][:, 1:]).float(),     # tokens, no CLS
+                                      _standardised(t_features[stage].float()))
+                           for m, (layer, stage) in zip(model.hints, parse_hint_layers(c.hint_layers, c.layers)))
                 loss = loss + c.hint_weight * hint
                 parts["hint"] = float(hint.detach())
         return loss, parts
