@@ -7,11 +7,11 @@ low-pass that the SSIM-optimal blurry video needs (4 px), its frame-difference e
 truth's and its correlation with it across clips is nil (Spearman 0.005; 0.41 before the low-pass, from
 fine-scale flicker that ridge shows too, 0.35).  Yet the fMRI says how the object moves: the sim's motion areas
 (like MT) carry direction-tuned and direction-free motion energy, so a ridge decodes the clip's displacement
-(test r 0.38 / 0.48 for dy / dx) and its speed (r 0.43).  NeuroClips' Temporal Upsampling is meant to carry this;
+and its speed (r 0.4-0.5, below).  NeuroClips' Temporal Upsampling is meant to carry this;
 here the PR gets it as an explicit, linear, inspectable path:
 
 1. :func:`frame_displacements`: the ground truth's global displacement between consecutive frames, by phase
-   correlation of low-passed grayscale frames (no sim annotation is used: the same works on cc2017's frames);
+   correlation of band-passed grayscale frames (no sim annotation is used: the same works on cc2017's frames);
    a clip's displacement per frame is the median over its F - 1 pairs (:func:`clip_displacement`);
 2. :class:`MotionReadout`: two ridges from fMRI, one to the displacement (dy, dx) and one to its length; the
    prediction takes the direction from the first and the length from the second (a ridge to (dy, dx) shrinks
@@ -19,8 +19,9 @@ here the PR gets it as an explicit, linear, inspectable path:
 3. :func:`apply_displacement`: frame t is translated by d * (t - (F - 1) / 2), so the clip's mean position stays
    where the PR put it and the object travels along the decoded path.
 
-Effect on seed 12, subject 1 (test clips, gain 1): SSIM S2 0.7638 -> 0.7640, pixel correlation 0.5659 -> 0.5678,
-motion Spearman 0.005 -> 0.157.  Not in the paper or the official code (which have no such path); the chapter
+Effect on seed 12, subject 1 (test clips; validation r of the readout 0.50 / 0.39 for dy / dx, 0.49 for speed):
+SSIM S2 0.7638 -> 0.7636, pixel correlation 0.5659 -> 0.5634, motion Spearman 0.005 -> 0.249 (one-sided p 5e-5);
+ridge scores 0.7605 / 0.5368.  Not in the paper or the official code (which have no such path); the chapter
 says so.  ``PerceptionRunConfig.motion_path`` switches it (off in the paper recipe).
 """
 from __future__ import annotations
