@@ -32,6 +32,16 @@ from the renderer's masks: pattern inside the object, shape on the outline) reac
 shape accuracy: small objects leave few clean texture patches, and an 8-px piece of outline does not tell the
 shape.  ViT steps cost 1.2 s on one thread and 0.75 s on two (batch 64); the teacher's 0.4 s; a stem step 0.1 s.
 
+Measured on a full run (seed 0, 2 threads shared with other jobs, 2026-11-30): the stem, 0.88 patch accuracy after
+its 2500 steps (8 min); the teacher, 0.94 training top-1 after its 1500 (13 min); the ViT's training top-1 (running
+mean over 25 steps) 0.24 / 0.29 / 0.38 / 0.42 / 0.42-0.45 after 500 / 1000 / 1500 / 2000 / 2475 ViT steps, where
+the run was stopped (step 6475 of 9000; ``runs/standins/frame_classifier/checkpoint.pt``, the same command
+resumes it).  The previous recipe (Gabor-energy start, one hint) was at 0.30 after 1375 ViT steps: the stem is
+worth ~1.5x, not the 0.9 target.  The ViT seems to learn the pattern and stall on the outline (top-1 0.4 ~ the
+pattern right and the shape right one time in three).  Next to try: position embeddings started as a 2-D sin-cos
+table (the ViT must now learn the grid's geometry from scratch before it can read an outline), and a stem target
+that carries the outline (each patch's object mask at 2-px resolution, from the renderer).
+
 **Video classifier.**  VideoMAE with the ViT's width, depth and heads, started from the trained frame classifier
 inflated to tubelets (:func:`inflate_vit_to_videomae`) and fine-tuned on clips: from scratch, a video
 transformer would spend its budget re-learning what the frame classifier already knows.
