@@ -158,7 +158,8 @@ def _frame_recipe(out: Path, **changes):
     import dataclasses
 
     config = dataclasses.replace(FrameClassifierRecipe.quick_config(),
-                                 **{"steps": 4, "batch": 4, "eval_size": 8, **changes})
+                                 **{"steps": 4, "batch": 4, "eval_size": 8, "stem_steps": 1, "stem_batch": 16,
+                                    "teacher_steps": 1, **changes})
     return FrameClassifierRecipe(config, 0, out)
 
 
