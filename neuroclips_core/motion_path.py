@@ -61,11 +61,14 @@ def frame_displacements(videos: np.ndarray, sigma: float = 2.0, upsample: int = 
     return out
 
 
-def clip_displacement(videos: np.ndarray, sigma: float = 2.0, chunk: int = 256) -> np.ndarray:
-    """A clip's displacement per frame: (N, F, H, W, 3) -> float32 (N, 2), (dy, dx) px per frame, the median over
-    its consecutive pairs (robust to a cut inside the clip).  Reads ``videos`` in chunks (it may be on disk)."""
-    return np.concatenate([np.median(frame_displacements(np.asarray(videos[a:a + chunk]), sigma), axis=1)
-                           for a in range(0, len(videos), chunk)]).astype(np.float32)
+def clip_displacement(videos, sigma: float = 2.0, chunk: int = 256, rows: np.ndarray | None = None) -> np.ndarray:
+    """A clip's displacement per frame: (N, F, H, W, 3) -> float32 (n, 2), (dy, dx) px per frame, the median over
+    its consecutive pairs (robust to a cut inside the clip).  ``rows``: only these clips (default all).  Reads
+    ``videos`` ``chunk`` clips at a time, so it may be an array on disk (a store's frames)."""
+    rows = np.arange(len(videos)) if rows is None else np.asarray(rows)
+    parts = [np.median(frame_displacements(np.asarray(videos[rows[a:a + chunk]]), sigma), axis=1)
+             for a in range(0, len(rows), chunk)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 2), np.float32)
 
 
 class MotionReadout:

@@ -80,9 +80,9 @@ from .config import ConfigError, RunConfig
 from .data.store import ClipDataset, Store
 from .metrics import video_metrics
 from .models.losses import LossConfig, PerceptionLoss
-from .motion_path import MotionReadout, apply_displacement, clip_displacement
 from .models.perception import PerceptionConfig, PerceptionReconstructor, count_parameters, load_perception
 from .models.ridge import RidgeRegression
+from .motion_path import MotionReadout, apply_displacement, clip_displacement
 from .pipelines.blurry import (SMOOTHING_SIGMAS, decode_latents, encode_frames, predict_latents, save_npy_atomic,
                                select_smoothing, smooth_videos)
 from .train import FitSettings, fit, write_json_atomic
@@ -486,7 +486,7 @@ def _motion_readout(store: Store, val: "_Validation", x_tr: np.ndarray | None, r
     i_tr, _ = train_val_rows(store, run.val_fraction, run.max_train_clips, run.max_val_clips)
     if x_tr is None:
         x_tr = np.asarray(store.fmri_train[i_tr], np.float32).mean(axis=1)
-    readout = MotionReadout().fit(x_tr, clip_displacement(store.frames_train[i_tr]), val.fmri,
+    readout = MotionReadout().fit(x_tr, clip_displacement(store.frames_train, rows=i_tr), val.fmri,
                                   clip_displacement(val.frames))
     summary = {"val_r": readout.val_r, "lambda_velocity": float(readout.velocity.lambda_),
                "lambda_speed": float(readout.speed.lambda_)}

@@ -28,6 +28,8 @@ def test_frame_displacements_recover_a_known_motion():
     assert d.shape == (4, 5, 2)
     np.testing.assert_allclose(d, np.repeat(v[:, None], 5, 1), atol=0.3)
     np.testing.assert_allclose(clip_displacement(_blob_videos(v), chunk=3), v, atol=0.3)
+    np.testing.assert_allclose(clip_displacement(_blob_videos(v), chunk=1, rows=np.array([3, 1])), v[[3, 1]],
+                               atol=0.3)
     with pytest.raises(ValueError, match=r"\(N, F >= 2, H, W, 3\)"):
         frame_displacements(np.zeros((2, 1, 8, 8, 3), np.uint8))
 
