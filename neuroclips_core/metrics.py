@@ -96,7 +96,7 @@ def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(min(peak_signal_noise_ratio(gt, pred, data_range=255), PSNR_CAP_DB))
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson r of two arrays' values (NaN when either is constant)."""
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
@@ -107,7 +107,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def pixel_correlation(pred: np.ndarray, gt: np.ndarray) -> float:
     """Pearson r of all pixel values of two frames (NaN when either is constant)."""
-    return _pearson(pred, gt)
+    return pearson(pred, gt)
 
 
 _FRAME_FUNCTIONS = {"ssim_s1": ssim_s1, "ssim_s2": ssim_s2, "ssim_s2p": ssim_s2p, "psnr": psnr,
@@ -174,7 +174,7 @@ def motion_agreement(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     ep, eg = frame_difference_energy(pred), frame_difference_energy(gt)
     mp, mg = ep.mean(1), eg.mean(1)
     ok = np.std(mp) > 0 and np.std(mg) > 0
-    within = [_pearson(a, b) for a, b in zip(ep, eg)]
+    within = [pearson(a, b) for a, b in zip(ep, eg)]
     rho = spearmanr(mp, mg, alternative="greater") if ok else None
     return {"spearman": float(rho[0]) if ok else float("nan"),
             "spearman_p": float(rho[1]) if ok else float("nan"),

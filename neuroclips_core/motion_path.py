@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .metrics import pearson
 from .models.ridge import RidgeRegression
 
 
@@ -89,8 +90,8 @@ class MotionReadout:
         speed_val = np.linalg.norm(displacement_val, axis=1, keepdims=True)
         self.speed = RidgeRegression().fit(x, speed, x_val, speed_val)
         v, s = np.asarray(self.velocity.predict(x_val)), np.asarray(self.speed.predict(x_val))[:, 0]
-        self.val_r = {"dy": _r(v[:, 0], displacement_val[:, 0]), "dx": _r(v[:, 1], displacement_val[:, 1]),
-                      "speed": _r(s, speed_val[:, 0])}
+        self.val_r = {"dy": pearson(v[:, 0], displacement_val[:, 0]),
+                      "dx": pearson(v[:, 1], displacement_val[:, 1]), "speed": pearson(s, speed_val[:, 0])}
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -99,11 +100,6 @@ class MotionReadout:
         v = np.asarray(self.velocity.predict(x), np.float64)
         s = np.clip(np.asarray(self.speed.predict(x), np.float64)[:, 0], 0, None)
         return (v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-9) * s[:, None]).astype(np.float32)
-
-
-def _r(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-12))
 
 
 def apply_displacement(videos: np.ndarray, displacement: np.ndarray, gain: float = 1.0) -> np.ndarray:
