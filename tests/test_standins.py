@@ -366,3 +366,19 @@ def test_shipped_standins(role):
     if pending:
         pytest.skip(f"{role}: {', '.join(pending)} not measured yet (needs a stand-in that is not shipped); "
                     f"rerun python -m neuroclips_core standins --evaluate {role} once it is")
+
+
+def test_targets_and_floors_read_a_stamps_metrics():
+    from neuroclips_core.zoo.targets import TARGETS, meets
+
+    frame, = [t for t in TARGETS if t.role == "frame_classifier"]
+    assert meets(frame, {"top1": 0.95, "chance": 1 / 64}) and not meets(frame, {"top1": 0.71, "chance": 1 / 64})
+    assert beats_floor(frame, {"top1": 0.71, "chance": 1 / 64}) is True            # below target, above chance
+    assert beats_floor(frame, {"top1": 0.01, "chance": 1 / 64}) is False
+    assert beats_floor(frame, {"top1": None, "chance": 1 / 64}) is None           # not measured yet
+    ssim = [t for t in TARGETS if t.role == "sparsectrl" and t.above][0]           # a margin over an unrelated frame
+    assert meets(ssim, {"ssim_frame0": 0.5, "ssim_frame0_unrelated": 0.3})
+    assert not meets(ssim, {"ssim_frame0": 0.4, "ssim_frame0_unrelated": 0.3})
+    assert beats_floor(ssim, {"ssim_frame0": 0.4, "ssim_frame0_unrelated": 0.3}) is True
+    vae = [t for t in TARGETS if t.metric == "classifier_top1_reconstructed"][0]   # read against a ceiling
+    assert beats_floor(vae, {"classifier_top1_reconstructed": 0.45, "classifier_top1_original": 0.7}) is None
