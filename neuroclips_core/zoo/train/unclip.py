@@ -40,6 +40,14 @@ true CLIP tokens, judged by the frame classifier (issue target: top-1 >= 0.5, ch
 the VAE round trip (the ceiling: generation can only lose what the VAE keeps), SSIM/PSNR against the originals
 beside an unrelated keyframe's (the baseline), and the img2img (beta guidance) effect: generation started from
 the blurred keyframe at ``img2img_strength`` beside generation from pure noise and the blurred input itself.
+
+Measured on the run that ships (seed 0, 2026-11-30, 23.6 min on 2 threads; 256 held-out keyframes): from the true
+tokens, SSIM 0.643 / PSNR 17.8 dB against an unrelated keyframe's 0.613 / 15.3 dB; from the blurred keyframe
+(strength 0.6) 0.780 / 20.9 dB, while the blurred input itself scores 0.815 / 23.3 dB (generation adds detail SSIM
+does not reward).  The frame classifier names the class of 0.094 of the generated keyframes and 0.098 of the
+img2img ones (chance 0.016; blurred inputs 0.0; VAE round trips 0.50, originals 0.80): the stand-in draws layout,
+colour and background, and only sometimes the class's texture and outline, far below the 0.5 target.  This is
+the budget's limit the issue measured beforehand (diffusion from scratch on a CPU learns backgrounds first).
 """
 from __future__ import annotations
 
