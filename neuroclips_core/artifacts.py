@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -44,7 +45,8 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     if cfg is not None:
         # private entries (diffusers' "_use_default_values" is a list in set order, which changes from one Python
         # process to the next) would make the fingerprint, and so every reuse check, random
-        public = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_")}
+        items = dict(cfg) if isinstance(cfg, Mapping) else cfg.to_dict()   # diffusers' FrozenDict, transformers'
+        public = {k: v for k, v in items.items() if not str(k).startswith("_")}
         h.update(json.dumps(public, sort_keys=True, default=str).encode())
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())

@@ -92,7 +92,7 @@ def keyframes_dir(cfg: RunConfig, subject: int | None = None, variant: str = "")
 
 def ground_truth_keyframes(store: Store, keyframe_index: int) -> np.ndarray:
     """uint8 (N_test, H, W, 3): stored frame ``keyframe_index`` of every test clip, the SR's target frame."""
-    return np.asarray(store.frames_test[:, keyframe_index])
+    return np.array(store.frames_test[:, keyframe_index])          # a copy: torch wants writable memory
 
 
 def score_keyframes(keyframes: np.ndarray, truth: np.ndarray, *, classifier, clip, captions: list[str] | None = None,

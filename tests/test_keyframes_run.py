@@ -71,6 +71,15 @@ def test_captions_scored_against_the_right_clips(sim_keyframes, judges):
     assert s["captions"]["class_named"] == pytest.approx(expected)
 
 
+def test_fingerprints_of_transformers_and_diffusers_models():
+    from neuroclips_core.artifacts import module_fingerprint
+
+    captioner = tiny.tiny_captioner(seed=1).model           # a transformers config (to_dict), not a mapping
+    assert module_fingerprint(captioner) == module_fingerprint(tiny.tiny_captioner(seed=1).model)
+    assert module_fingerprint(captioner) != module_fingerprint(tiny.tiny_captioner(seed=2).model)
+    assert module_fingerprint(tiny.tiny_vae(0)) != module_fingerprint(tiny.tiny_vae(1))     # diffusers' FrozenDict
+
+
 def test_variant_folders(tmp_path):
     cfg = make_config(profile="sim", subject=2, quick=True, run_root=tmp_path / "runs", data_root=tmp_path / "d")
     assert keyframes_dir(cfg) == tmp_path / "runs" / "sim" / "subj02" / "semantics"
