@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _timing import device_name, peak_rss_mb, seconds_per_step
 
 REPO = Path(__file__).resolve().parents[1]
 SIM_TRAIN_CLIPS = 3840          # default preset: 18 segments x 240 clips, minus 2 validation segments
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # Linux reports KiB
 
 
 def measure(part: str, steps: int, batch: int, threads: int | None, voxels: int) -> dict:
@@ -44,7 +40,7 @@ def measure(part: str, steps: int, batch: int, threads: int | None, voxels: int)
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     device = torch.device("cuda" if part == "paper" and torch.cuda.is_available() else "cpu")
-    rss0 = _peak_rss_mb()
+    rss0 = peak_rss_mb()
     # the sim recipe's model as chapter 02 trains it (with its ridge skip); the paper size as the official code
     cfg = (PerceptionRunConfig.sim().model_config(voxels, (4, 16, 16)) if part in ("sim", "refine")
            else PerceptionConfig.paper(voxels))
@@ -76,25 +72,11 @@ def measure(part: str, steps: int, batch: int, threads: int | None, voxels: int)
         loss.backward()
         opt.step()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(2):                                                       # warm-up (allocations, kernels)
-        step()
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    seconds = (time.perf_counter() - t0) / steps
-    name = f"cuda ({torch.cuda.get_device_name()})" if device.type == "cuda" else "cpu"
-    out = {"part": part, "device": name,
+    seconds = seconds_per_step(step, steps, device, warmup=2)
+    out = {"part": part, "device": device_name(device),
            "threads": torch.get_num_threads(), "voxels": voxels, "latents": list(cfg.latent_shape),
            "parameters": count_parameters(trained), "batch": batch, "bf16": bf16, "step_s": seconds,
-           "clips_per_s": batch / seconds, "peak_rss_mb": _peak_rss_mb(), "rss_before_model_mb": rss0}
+           "clips_per_s": batch / seconds, "peak_rss_mb": peak_rss_mb(), "rss_before_model_mb": rss0}
     if device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return out

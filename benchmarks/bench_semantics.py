@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import device_name, peak_rss_mb, seconds_per_step
+
 REPO = Path(__file__).resolve().parents[1]
 SIM_TRAIN_CLIPS = 3840          # default preset: 18 segments x 240 clips, minus 2 validation segments
 SIM_VOXELS = 6000
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # Linux reports KiB
 
 
 def _models(size: str, voxels: int, device):
@@ -69,7 +66,7 @@ def measure_step(part: str, steps: int, threads: int | None, voxels: int, batch:
     stage = "prior" if part == "prior" else "backbone"
     run = SemanticsRunConfig.sim()
     batch = batch or run.schedule(stage).batch_size
-    rss0 = _peak_rss_mb()
+    rss0 = peak_rss_mb()
     sr, prior, reftm, sr_cfg = _models("paper" if paper else "sim", voxels, device)
     reftm.requires_grad_(False)
     objective = SemanticsObjective(SemanticsLossConfig.for_recipe("official"), stage, 10, lambda: 0, use_text=True)
@@ -90,24 +87,11 @@ def measure_step(part: str, steps: int, threads: int | None, voxels: int, batch:
         loss.backward()
         optimizer.step()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    step()                                                               # warm-up (allocations, kernels)
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    seconds = (time.perf_counter() - t0) / steps
-    out = {"part": part, "stage": stage, "device": f"cuda ({torch.cuda.get_device_name()})" if device.type == "cuda"
-           else "cpu", "threads": torch.get_num_threads(), "voxels": voxels, "tokens": list(sr_cfg.token_shape),
+    seconds = seconds_per_step(step, steps, device)
+    out = {"part": part, "stage": stage, "device": device_name(device), "threads": torch.get_num_threads(), "voxels": voxels, "tokens": list(sr_cfg.token_shape),
            "trained_parameters_m": round(sum(p.numel() for p in params) / 1e6, 1), "batch": batch, "bf16": bf16,
            "optimizer": type(optimizer).__name__, "step_s": round(seconds, 4), "clips_per_s": round(batch / seconds, 1),
-           "peak_rss_mb": round(_peak_rss_mb()), "rss_before_models_mb": round(rss0)}
+           "peak_rss_mb": round(peak_rss_mb()), "rss_before_models_mb": round(rss0)}
     if not paper:
         out["epoch_s_default_preset"] = round(SIM_TRAIN_CLIPS / (batch / seconds), 1)
     if device.type == "cuda":
