@@ -196,7 +196,8 @@ plt.show()
 # %%
 PAPER_TABLE4 = {1: (0.231, 0.207), 2: (0.263, 0.198), 3: (0.173, 0.159)}
 rows = []
-for name, key in (("SR (clip_voxels)", "clip_voxels"), ("prior tokens", "prior_tokens"), ("ridge (Eq. 3 only)", "ridge")):
+for name, key in (("SR (clip_voxels)", "clip_voxels"), ("prior tokens", "prior_tokens"),
+                  ("ridge (Eq. 3 only)", "ridge")):
     if key in r["test"]:
         t = r["test"][key]
         rows.append({"embedding": name, "keyframe retrieval": t["forward"], "fMRI retrieval": t["backward"],
@@ -247,7 +248,8 @@ scores.style.format("{:.3f}")
 # %%
 print("acceptance (issue 5), this subject:")
 s = keyframes.scores
-checks = {"keyframe retrieval >= 10 x chance": r["test"]["clip_voxels"]["forward"] >= 10 * r["test"]["clip_voxels"]["chance"],
+sr_test = r["test"]["clip_voxels"]
+checks = {"keyframe retrieval >= 10 x chance": sr_test["forward"] >= 10 * sr_test["chance"],
           "50-way (top-3 rule) >= 0.20 (averaged over subjects in the issue)": s["n_way"]["50"]["mean"] >= 0.20}
 if "captions" in s:
     checks["captions name the class >= 2 x random training captions"] = (
