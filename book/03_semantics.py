@@ -82,11 +82,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from neuroclips_core.artifacts import profile_role
 from neuroclips_core.data.ensure import ensure_store
 from neuroclips_core.data.sim_stimuli import CLASSES
 from neuroclips_core.keyframes_run import ground_truth_keyframes, reconstruct_semantics
 from neuroclips_core.models.losses import SemanticsLossConfig
 from neuroclips_core.models.prior import DiffusionPrior, PriorConfig
+from neuroclips_core.models.blocks import count_parameters
 from neuroclips_core.models.semantics import SemanticsConfig, SemanticsReconstructor
 from neuroclips_core.notebook import chapter_config, env_default
 from neuroclips_core.perception_run import train_perception
@@ -131,19 +133,14 @@ pd.Series({k: v for k, v in run.to_dict().items() if k not in ("loss", "reftm_pr
 # %%
 store = ensure_store(cfg, cfg.subject)
 perception = train_perception(cfg, store=store)       # chapter 02's run (reused when chapter 02 made it)
-from neuroclips_core.artifacts import profile_role   # noqa: E402  (the CLIP role gives the token shape)
-
-clip = profile_role(cfg, "clip")
+clip = profile_role(cfg, "clip")                       # its tokens are the SR's targets: they set its shape
 sr_cfg = run.sr_config(store.n_voxels, clip)
 prior_cfg = run.prior_config(sr_cfg.token_shape)
 paper_sr = SemanticsConfig.paper(13447)
 with torch.device("meta"):                            # counted without allocating their 9 GB of weights
     paper_sr_meta, paper_prior_meta = SemanticsReconstructor(paper_sr), DiffusionPrior(PriorConfig.paper())
 
-
-def n_params(module) -> float:
-    return sum(p.numel() for p in module.parameters()) / 1e6
-
+n_params = lambda module: count_parameters(module) / 1e6   # noqa: E731
 
 sizes = pd.DataFrame({
     "this chapter": {"voxels": store.n_voxels, "hidden": sr_cfg.hidden, "tokens": str(sr_cfg.token_shape),
