@@ -23,7 +23,8 @@ from neuroclips_core.zoo.standins import load_standin, train_standins
 from neuroclips_core.zoo.train import RunOptions, TrainError, read_log
 from neuroclips_core.zoo.train.loop import step_generator
 from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, animatediff_scheduler,
-                                             denoise_videos, init_controlnet_from_unet, keyframe_condition, offset_noised,
+                                             denoise_videos, init_condition_embedding_from_conv_in,
+                                             init_controlnet_from_unet, keyframe_condition, offset_noised,
                                              open_clip_text_to_hf, per_frame, sparsectrl_config,
                                              text_encoder_config, timestep_weights, weighted_mse)
 
@@ -108,6 +109,21 @@ def test_offset_noise_moves_each_clips_channel_means():
     torch.testing.assert_close(x_t, scheduler.add_noise(x0, noise, t))
     means = noise.mean((2, 3, 4))                                 # (clips, channels): the offsets (+ 1/32 noise)
     assert 0.4 < float(means.std()) < 0.6 and float(plain[2].mean((2, 3, 4)).std()) < 0.06
+
+
+def test_cubic_timesteps_favour_high_noise_and_power_one_is_unchanged():
+    scheduler = animatediff_scheduler()
+    x0 = torch.randn(4096, 4, 1, 2, 2, generator=torch.Generator().manual_seed(2))
+    uniform = offset_noised(scheduler, x0, torch.Generator().manual_seed(0), 0.1)
+    same = offset_noised(scheduler, x0, torch.Generator().manual_seed(0), 0.1, timestep_power=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(uniform, same))      # the old draw, so old runs resume alike
+    _, t, _ = offset_noised(scheduler, x0, torch.Generator().manual_seed(0), 0.1, timestep_power=3.0)
+    assert int(t.min()) >= 0 and int(t.max()) <= 999
+    # P(t >= 900) = 1 - 0.9 ** (1/3) ~ 0.46 for the cubic draw, 0.1 for the uniform one
+    assert 0.42 < float((t >= 900).float().mean()) < 0.50
+    assert 0.07 < float((uniform[1] >= 900).float().mean()) < 0.13
+    with pytest.raises(ValueError, match="timestep_power"):
+        offset_noised(scheduler, x0, torch.Generator().manual_seed(0), 0.1, timestep_power=0.0)
 
 
 # ------------------------------------------------------------------------------------------------ quick training
@@ -275,6 +291,37 @@ def test_controlnet_starts_from_the_unet(quick):
     wider = SparseControlNetModel(**{**sparsectrl_config(unet), "block_out_channels": [64, 64, 128]})
     with pytest.raises(TrainError, match="sparsectrl_config"):
         init_controlnet_from_unet(wider, unet)
+    with pytest.raises(TrainError, match="sparsectrl_config"):
+        init_condition_embedding_from_conv_in(wider, unet)
+
+
+def test_condition_embedding_starts_as_the_unets_conv_in(quick):
+    from diffusers import SparseControlNetModel
+
+    root, _ = quick
+    unet = T2vRecipe(T2vRecipe.quick_config(), 0, root / "weights").build().unet.eval()
+    controlnet = SparseControlNetModel(**sparsectrl_config(unet)).eval()
+    init_controlnet_from_unet(controlnet, unet)
+    init_condition_embedding_from_conv_in(controlnet, unet)
+    latent = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(2, 1, 16, 16)
+    with torch.no_grad():
+        # the keyframe's features are what the UNet's conv_in makes of the latent (its bias added once, by conv_in)
+        embedded = controlnet.controlnet_cond_embedding(torch.cat([latent, mask], 1))
+        torch.testing.assert_close(embedded + unet.conv_in.bias[:, None, None], unet.conv_in(latent))
+        # and the fresh ControlNet still adds nothing: its output convolutions are zero
+        cond, cmask = keyframe_condition(latent, 4)
+        x = torch.randn(2, 4, 4, 16, 16)
+        text = torch.randn(2 * 4, 77, unet.config.cross_attention_dim)
+        down, mid = controlnet(x, 10, encoder_hidden_states=text, controlnet_cond=cond, conditioning_mask=cmask,
+                               return_dict=False)
+    assert all(float(d.abs().max()) == 0 for d in down) and float(mid.abs().max()) == 0
+    # the recipe starts this way by default (diffusers' zero start is one switch away)
+    built = SparseCtrlRecipe(SparseCtrlRecipe.quick_config(), 0, root / "weights").build()
+    assert float(built.controlnet_cond_embedding.weight[:, :4].abs().max()) > 0
+    zero = SparseCtrlRecipe(dataclasses.replace(SparseCtrlRecipe.quick_config(), condition_from_conv_in=False), 0,
+                            root / "weights").build()
+    assert float(zero.controlnet_cond_embedding.weight.abs().max()) == 0
 
 
 # ------------------------------------------------------------------------------------------------ errors, determinism
