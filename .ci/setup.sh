@@ -63,6 +63,18 @@ else
     echo "$WANT" > "$STAMP"
 fi
 
+# --- 2b. chromium, for the keyframe browser's real-browser test (tests/test_browser_page.py) -----------------
+# Debian's package (playwright's own browser download needs a CDN); without root or apt the test is skipped.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "apt-get install chromium (the browser test's headless browser)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium >/dev/null; } || log "WARNING: chromium could not be installed; tests/test_browser_page.py will skip"
+    else
+        log "no chromium and no root apt-get: tests/test_browser_page.py will skip (apt-get install chromium)"
+    fi
+fi
+
 # --- 3. sanity: the package and the kernel that papermill / jupyter-book will use ---------------------------
 "$PY" - "$ROOT" <<'PYEOF' || die "sanity check failed (see above); remove .venv/.neuroclips-setup.sha256 to force a reinstall"
 import os, sys

@@ -117,9 +117,7 @@ if loss_recipe not in ("official", "paper"):
 if keyframe_start not in ("blurry", "noise"):
     raise ValueError(f"keyframe_start must be 'blurry' or 'noise', found {keyframe_start!r}")
 run = SemanticsRunConfig.for_config(cfg, loss=SemanticsLossConfig.for_recipe(loss_recipe))
-keyframe_overrides = {"seed": cfg.seed, **({"strength": float(strength)} if strength is not None else {}),
-                      **({"steps": 6} if cfg.quick else {})}
-keyframe_config = (KeyframeConfig.sim if cfg.profile == "sim" else KeyframeConfig.paper)(**keyframe_overrides)
+keyframe_config = KeyframeConfig.for_config(cfg, **({"strength": float(strength)} if strength is not None else {}))
 pd.Series({k: v for k, v in run.to_dict().items() if k not in ("loss", "reftm_pretrain")}).to_frame("recipe")
 
 # %% [markdown]

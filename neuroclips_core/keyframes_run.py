@@ -126,8 +126,8 @@ def reconstruct_semantics(cfg: RunConfig, subject: int | None = None, config: Ke
     Args:
         cfg: the run config (profile, seed, paths, device).
         subject: default ``cfg.subject``.
-        config: how keyframes are drawn; default :meth:`KeyframeConfig.sim` (``.paper()`` in the paper profile),
-            its ``seed`` set to ``cfg.seed``.
+        config: how keyframes are drawn; default :meth:`KeyframeConfig.for_config` (the profile's, seeded by
+            ``cfg.seed``, shorter in quick mode).
         variant: a subfolder of ``semantics/`` for a non-default config ("" = the default keyframes of §7).
         store: the subject's store (default :func:`~neuroclips_core.data.ensure.ensure_store`).
         retrain: draw again even when a finished run with the same parameters is there.
@@ -137,8 +137,7 @@ def reconstruct_semantics(cfg: RunConfig, subject: int | None = None, config: Ke
             not run for this subject; the message names what to run.
     """
     subject = int(subject or cfg.subject)
-    if config is None:
-        config = (KeyframeConfig.sim if cfg.profile == "sim" else KeyframeConfig.paper)(seed=cfg.seed)
+    config = config or KeyframeConfig.for_config(cfg)
     out = keyframes_dir(cfg, subject, variant)
     perception, semantics = load_perception_result(cfg, subject), load_semantics_result(cfg, subject)
     device = cfg.torch_device()

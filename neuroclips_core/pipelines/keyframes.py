@@ -64,6 +64,7 @@ KEYFRAMES_PARAMS_FILE = "keyframes_params.json"
 STARTS = ("blurry", "noise")
 UNCONDS = ("zeros", "normal")
 OUTPUT_MAPS = ("none", "mindeye2")
+QUICK_STEPS = 6                                # quick mode (CI): the unCLIP chain's length
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,15 @@ class KeyframeConfig:
         zeros as the null condition it was trained with) and its plain output."""
         return cls(**{**dict(steps=25, guidance_scale=3.0, start="blurry", strength=0.6, seed=0, uncond="zeros",
                              output_map="none", batch=32), **overrides})
+
+    @classmethod
+    def for_config(cls, cfg, **overrides) -> "KeyframeConfig":
+        """The keyframe settings of a chapter run (a :class:`~neuroclips_core.config.RunConfig`): :meth:`sim` or
+        :meth:`paper` by its profile, seeded by its seed, and in quick mode a 6-step chain (:data:`QUICK_STEPS`);
+        ``overrides`` win.  Chapters 03 and 04 and :func:`~neuroclips_core.keyframes_run.reconstruct_semantics`
+        take it, so they draw (and reuse) the same keyframes."""
+        base = cls.sim if cfg.profile == "sim" else cls.paper
+        return base(**{"seed": cfg.seed, **({"steps": QUICK_STEPS} if cfg.quick else {}), **overrides})
 
     def clip_seeds(self, n: int, first: int = 0) -> list[int]:
         """Seeds of clips ``first .. first + n - 1``: clip i's seed depends on ``(seed, i)`` only, so a subset run
