@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from .artifacts import json_clean, module_fingerprint, profile_role, sha1_array, step_dir, store_with_frames
 from .config import RunConfig
@@ -121,8 +122,40 @@ def video_pipeline(cfg: RunConfig, device=None) -> NeuroClipsVideoPipeline:
     vae = t2v.get("vae")
     if vae is None:
         vae = profile_role(cfg, "vae", device)
-    return NeuroClipsVideoPipeline.from_roles(t2v, sparsectrl=profile_role(cfg, "sparsectrl", device), vae=vae,
+    pipe = NeuroClipsVideoPipeline.from_roles(t2v, sparsectrl=profile_role(cfg, "sparsectrl", device), vae=vae,
                                               config=generation_config(cfg))
+    # half precision on a GPU (AnimateDiff's own inference dtype); float32 on a CPU, where fp16 is slower
+    return pipe.to(dtype=torch.float16) if torch.device(device).type == "cuda" else pipe
+
+
+def generate_across_processes(generate, n: int, parts_dir: Path, state=None) -> np.ndarray | None:
+    """``generate(indices) -> uint8 videos`` over clips ``0 .. n-1``, split across accelerate's processes.
+
+    One process (CPU, one GPU) generates everything.  Under ``accelerate launch`` with several processes
+    (several GPUs), each takes a contiguous share (``PartialState.split_between_processes``), writes it to
+    ``parts_dir/rank<k>.npy``, and the main process assembles them in clip order; the others get None.  As in
+    training, the clip-to-process split never changes a clip's video: its noise is a function of its own seed.
+    ``state``: the ``PartialState`` (default accelerate's).
+    """
+    if state is None:
+        from accelerate import PartialState
+
+        state = PartialState()
+    if state.num_processes == 1:
+        return generate(np.arange(n))
+    with state.split_between_processes(list(range(n))) as mine:
+        part = generate(np.asarray(mine, dtype=np.int64))
+    save_npy_atomic(parts_dir / f"rank{state.process_index}.npy", part)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    parts = [np.load(parts_dir / f"rank{k}.npy") for k in range(state.num_processes)]
+    for k in range(state.num_processes):
+        (parts_dir / f"rank{k}.npy").unlink()
+    videos = np.concatenate(parts)
+    if len(videos) != n:
+        raise RuntimeError(f"generate_across_processes: the processes made {len(videos)} videos for {n} clips")
+    return videos
 
 
 # ================================================================================================ scoring
@@ -348,10 +381,17 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
 
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
+    seeds = clip_seeds(cfg.seed, n)
+
+    def generate(idx: np.ndarray) -> np.ndarray:
+        return pipe(interpolate_frames(np.asarray(blurry6[idx]), config.num_frames), np.asarray(keyframes[idx]),
+                    [captions[i] for i in idx], seeds=[seeds[i] for i in idx], use_blurry=spec.use_blurry,
+                    use_keyframe=spec.use_keyframe, config=config, batch_size=batch_size, progress=progress)
+
     t0 = time.monotonic()
-    videos = pipe(interpolate_frames(np.asarray(blurry6), config.num_frames), np.asarray(keyframes), captions,
-                  seeds=clip_seeds(cfg.seed, n), use_blurry=spec.use_blurry, use_keyframe=spec.use_keyframe,
-                  config=config, batch_size=batch_size, progress=progress)
+    videos = generate_across_processes(generate, n, out / ".parts")
+    if videos is None:                   # another process of a multi-GPU launch: the main one scores and writes
+        return VideoResult(out, {}, False)
     timings["generation_s"] = round(time.monotonic() - t0, 1)
     timings["seconds_per_clip"] = round(timings["generation_s"] / n, 3)
     save_npy_atomic(out / VIDEOS_FILE, videos)

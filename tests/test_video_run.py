@@ -10,8 +10,8 @@ import torch
 
 from neuroclips_core.config import make_config
 from neuroclips_core.metrics_semantic import aligned_frame_indices
-from neuroclips_core.video_run import (VARIANTS, clip_seeds, generation_config, inference_dir, reconstruct_videos,
-                                       score_videos, write_gifs)
+from neuroclips_core.video_run import (VARIANTS, clip_seeds, generate_across_processes, generation_config,
+                                       inference_dir, reconstruct_videos, score_videos, write_gifs)
 from neuroclips_core.zoo import corpus, tiny
 
 torch.set_num_threads(1)
@@ -92,6 +92,37 @@ def test_variants_folders_and_generation_config(tmp_path):
     assert (sim.height, sim.num_frames, sim.theta, sim.alpha_mode) == (64, 16, 0.3, "paper")
     quick = generation_config(make_config(profile="sim", quick=True, run_root=tmp_path / "r", data_root=tmp_path))
     assert quick.num_inference_steps < sim.num_inference_steps
+
+
+class _FakeState:
+    """accelerate's PartialState for process ``rank`` of ``size``, the others' parts already written (as they would
+    be when ``wait_for_everyone`` returns)."""
+
+    def __init__(self, rank, size, n, parts_dir, generate):
+        import contextlib
+
+        self.num_processes, self.process_index, self.is_main_process = size, rank, rank == 0
+        self._shares = np.array_split(np.arange(n), size)
+        self._others = [(k, generate(self._shares[k])) for k in range(size) if k != rank]
+        self._parts_dir = parts_dir
+        self.split_between_processes = lambda items: contextlib.nullcontext(list(self._shares[rank]))
+
+    def wait_for_everyone(self):
+        for k, part in self._others:
+            np.save(self._parts_dir / f"rank{k}.npy", part)
+
+
+def test_clips_split_across_processes_come_back_in_order(tmp_path):
+    def generate(idx):                         # a video whose pixels say which clip it is
+        return np.broadcast_to(np.asarray(idx, np.uint8)[:, None, None, None, None], (len(idx), 2, 1, 1, 3)).copy()
+
+    whole = generate_across_processes(generate, 7, tmp_path, state=_FakeState(0, 1, 7, tmp_path, generate))
+    assert whole[:, 0, 0, 0, 0].tolist() == list(range(7))
+    main = generate_across_processes(generate, 7, tmp_path, state=_FakeState(0, 3, 7, tmp_path, generate))
+    assert main[:, 0, 0, 0, 0].tolist() == list(range(7))
+    assert not list(tmp_path.glob("rank*.npy"))                              # the parts are cleaned up
+    other = generate_across_processes(generate, 7, tmp_path, state=_FakeState(2, 3, 7, tmp_path, generate))
+    assert other is None
 
 
 def test_gifs_show_four_panels(truth_and_videos, tmp_path):
