@@ -183,9 +183,29 @@ def test_sparsectrl_roundtrip_and_metrics(quick):
         assert -1 <= m[key] <= 1
     assert m["ssim_frame0_margin"] == pytest.approx(m["ssim_frame0"] - m["ssim_frame0_unrelated"])
     assert 0 < m["heldout_loss"] < 10 and 0 < m["heldout_loss_t2v_alone"] < 10
-    assert {"direction_agreement", "direction_n_moving", "n_eval"} <= set(m)
+    assert {"direction_agreement", "direction_n_moving", "n_eval", "alpha_direction_agreement",
+            "alpha_direction_blurry_clip", "alpha_ssim_frame0_margin"} <= set(m)
     provenance = json.loads((root / "weights" / "sparsectrl" / "stamp.json").read_text())["provenance"]
     assert all(len(provenance[k]) == 64 for k in ("vae_sha256", "t2v_sha256"))
+
+
+def test_alpha_guided_evaluation_is_the_neuroclips_pipeline(quick):
+    """The recipe's alpha-guided evaluation runs the chain NeuroClipsVideoPipeline runs (same noise, same output)."""
+    from neuroclips_core.pipelines.video import NeuroClipsVideoPipeline, VideoGenerationConfig
+    from neuroclips_core.zoo.train.video import alpha_guided_videos, blurred_clips
+
+    root, _ = quick
+    parts = _parts(root)
+    h = corpus.heldout_clips(3, 2)
+    blurry = blurred_clips(h.clips)
+    assert blurry.shape == h.clips.shape and float((blurry - h.clips).abs().mean()) > 0.005
+    ours = alpha_guided_videos(parts, h.captions[:1], h.clips[:1, 0], blurry[:1], steps=3, guidance_scale=5.0, seed=7)
+    pipe = NeuroClipsVideoPipeline.from_roles(parts.t2v, sparsectrl=parts.controlnet, vae=parts.vae)
+    config = VideoGenerationConfig.sim().replace(num_inference_steps=3, guidance_scale=5.0)
+    theirs = pipe(blurry[:1].permute(0, 1, 3, 4, 2).numpy(), h.clips[:1, 0].permute(0, 2, 3, 1).numpy(),
+                  h.captions[:1], seeds=[7], config=config, progress=False)
+    mine = np.round(ours.permute(0, 1, 3, 4, 2).numpy() * 255)
+    assert np.abs(mine - theirs.astype(np.float64)).max() <= 1
 
 
 def test_sampler_matches_diffusers_animatediff_pipelines(quick, monkeypatch):
