@@ -419,7 +419,8 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
         keyframes: (B, 3, S, S) in [0, 1], held at frame 0 through the SparseCtrl (needs ``parts.controlnet``).
         latents: starting latents (B, 4, F, h, w) at the first timestep's noise level (pure noise, or NeuroClips'
             alpha-guided blurry latents); drawn from ``generator`` when None.
-        steps, guidance_scale: DDIM steps (on a private copy of the t2v scheduler) and CFG scale.
+        steps, guidance_scale: DDIM steps (on a private copy of the t2v scheduler) and CFG scale (<= 1: no CFG,
+            the unconditional branch is not run, as in diffusers' pipelines).
         negative_captions: B prompts of the unconditional branch (None: "" for each, diffusers' default).
     """
     unet, text_encoder, tokenizer = parts.t2v["unet"], parts.t2v["text_encoder"], parts.t2v["tokenizer"]
@@ -434,24 +435,29 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
     negative = [""] * b if negative_captions is None else list(negative_captions)
     if len(negative) != b:
         raise ValueError(f"denoise_videos: expected {b} negative captions (one per caption), found {len(negative)}")
-    text = torch.cat([encode_captions(text_encoder, tokenizer, negative),
-                      encode_captions(text_encoder, tokenizer, captions)]).to(dtype)
-    text = per_frame(text, num_frames)
+    cfg = guidance_scale > 1       # as diffusers' pipelines decide: at scale <= 1 the unconditional branch is skipped
+    text = encode_captions(text_encoder, tokenizer, captions)
+    if cfg:
+        text = torch.cat([encode_captions(text_encoder, tokenizer, negative), text])
+    text = per_frame(text.to(dtype), num_frames)
+    branches = 2 if cfg else 1
     control = None
     if keyframes is not None:
         if parts.controlnet is None:
             raise ValueError("keyframes given but no SparseCtrl (parts.controlnet) to hold them")
         cond, mask = keyframe_condition(encode_scaled(parts.vae, keyframes).to(device, dtype), num_frames)
-        control = dict(controlnet_cond=torch.cat([cond] * 2), conditioning_mask=torch.cat([mask] * 2))
+        control = dict(controlnet_cond=torch.cat([cond] * branches), conditioning_mask=torch.cat([mask] * branches))
     scheduler.set_timesteps(steps, device=device)
     for t in scheduler.timesteps:
-        x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        x = scheduler.scale_model_input(torch.cat([latents] * branches), t)
         residuals = {}
         if control is not None:
             down, mid = parts.controlnet(x, t, encoder_hidden_states=text, return_dict=False, **control)
             residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        eps_uncond, eps_text = unet(x, t, encoder_hidden_states=text, **residuals).sample.chunk(2)
-        eps = eps_uncond + guidance_scale * (eps_text - eps_uncond)
+        eps = unet(x, t, encoder_hidden_states=text, **residuals).sample
+        if cfg:
+            eps_uncond, eps_text = eps.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_text - eps_uncond)
         latents = scheduler.step(eps, t, latents).prev_sample
     return latents
 
