@@ -71,15 +71,18 @@ from neuroclips_core.zoo.unclip_sampling import generate_keyframes, image_tokens
 
 # %% tags=["parameters"]
 profile = "sim"
+subject = 1                # the stand-ins serve every subject; kept for the book's common parameters
 quick = env_default("NEUROCLIPS_QUICK", False)
 seed = 0
+data_root = None           # the stand-ins are judged on the pretraining corpus, not on cc2017(-sim)
 run_root = None
 retrain_standins = False   # True: train the stand-ins here (quick mode: a few steps each, into runs/)
 standin_root = None        # None: $NEUROCLIPS_STANDINS or the shipped weights (retraining in quick mode: runs/standins-quick)
 n_show = None              # held-out items drawn and scored live; None: 128 (quick: 8)
 
 # %%
-cfg = chapter_config(profile=profile, subject=1, quick=quick, seed=seed, run_root=run_root)
+cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed, data_root=data_root,
+                     run_root=run_root)
 (cfg.run_root / cfg.profile / "figures").mkdir(parents=True, exist_ok=True)
 pd.set_option("display.max_colwidth", 120)
 

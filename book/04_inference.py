@@ -85,12 +85,15 @@ data_root = None
 run_root = None
 theta = None               # Eq. 5's theta in [0, 1]; None: the profile's (0.3, the paper's)
 alpha_mode = "paper"       # "paper": Eq. 5 with theta; "official": noised to the chain's first step, theta ignored
-compare = ["no_blurry"]    # other variants to run beside "full" (chapter 06 runs every ablation on every subject)
+compare = None             # variants beside "full"; None: ["no_blurry"] ([] in quick mode); chapter 06 runs them all
 retrain = False            # generate again even if this exact run is already on disk
 
 # %%
 cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
                      data_root=data_root, run_root=run_root)
+if isinstance(compare, str):      # papermill -p compare no_keyframe,no_blurry
+    compare = [v.strip() for v in compare.split(",") if v.strip()]
+compare = list(compare) if compare is not None else ([] if cfg.quick else ["no_blurry"])
 unknown = [v for v in compare if v not in VARIANTS]
 if unknown:
     raise ValueError(f"compare: unknown variants {unknown}; known: {list(VARIANTS)}")
@@ -102,7 +105,8 @@ pd.Series(dataclasses.asdict(config)).to_frame("generation config")
 #
 # The two coefficients of Eq. 5 over theta, for the chain this chapter runs and the paper's 25-step chain. They are
 # the sine and cosine of one angle, so $z_T$ keeps unit variance. At the paper's $\theta = 0.3$ the blurry latents
-# enter with a weight of about 0.07, and the official code's 961 start gives 0.05: small per latent pixel, but
+# enter a 25-step chain (first timestep 961) with a weight of about 0.07, and the official code's theta-blind start
+# gives 0.05; the sim's 5-step chain starts at timestep 801, where the weight is 0.15. Small per latent pixel, but
 # a clip's 16 frames of 32 × 32 latents (8 × 8 × 16 × 16 for the stand-ins) average the noise down, so the colours
 # and layout survive into the chain's first steps.
 
@@ -117,7 +121,8 @@ for steps, style in ((config.num_inference_steps, "-"), (25, ":")):
 chosen = alpha_noising(config.theta, scheduler, config.num_inference_steps, config.alpha_mode)
 ax.plot([config.theta], [chosen.signal], "ko")
 ax.set(xlabel=r"$\theta$", ylabel="coefficient in $z_T$", yscale="log", ylim=(1e-3, 1.5),
-       title=f"Eq. 5 (this run: theta {config.theta}, {config.alpha_mode}: blurry weight {chosen.signal:.3f})")
+       title=f"Eq. 5; this run: theta {config.theta}, {config.alpha_mode} mode, {config.num_inference_steps} steps "
+             f"-> blurry weight {chosen.signal:.3f}")
 ax.legend(fontsize=8)
 plt.show()
 

@@ -54,8 +54,8 @@ from .artifacts import json_clean, module_fingerprint, profile_role, sha1_array,
 from .config import RunConfig
 from .data.store import Store
 from .metrics import FRAME_METRICS, frame_scores, summarize
-from .metrics_semantic import (align_to_ground_truth, aligned_frame_indices, clip_pcc, clip_video_embeddings, frame_class_probabilities,
-                               n_way_accuracy, video_class_probabilities)
+from .metrics_semantic import (_unit, align_to_ground_truth, aligned_frame_indices, clip_pcc, clip_video_embeddings,
+                               frame_class_probabilities, n_way_accuracy, video_class_probabilities)
 from .perception_run import load_perception_result
 from .pipelines.blurry import interpolate_frames, save_npy_atomic
 from .pipelines.captions import CAPTIONS_FILE, FMRI_CAPTIONS_FILE, caption_tokens, write_captions
@@ -229,11 +229,6 @@ def score_videos(videos: np.ndarray, truth: np.ndarray, *, frame_classifier, vid
     return json_clean(scores)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 class _Judges(NamedTuple):
     frame_classifier: object
     video_classifier: object
@@ -255,8 +250,8 @@ def score_references(cfg: RunConfig, subject: int | None = None, *, store: Store
 
     - ``blurry``: the PR's blurry video, 6 frames interpolated to 16 as the pipeline takes it, scored like a video
       (:func:`score_videos`): what alpha guidance alone gives;
-    - ``ground_truth``: the truth's own CLIP-pcc on its 6 frames (``clip_pcc_aligned``'s counterpart), and its
-      frame- and video-level N-way against itself (the ceiling of the top-3 rule: 1.0 up to ties).
+    - ``ground_truth``: the truth's own CLIP-pcc on its 6 frames (``clip_pcc_aligned``'s counterpart: how smooth
+      a video of this clip is at 3 FPS).
     """
     subject = int(subject or cfg.subject)
     device = cfg.torch_device()

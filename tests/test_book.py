@@ -152,8 +152,8 @@ def run_chapter(notebook: Path, output: Path, parameters: dict, cwd: Path = ROOT
 
 # --- the real book --------------------------------------------------------------------------------------------
 
-CHAPTER_PY = sorted(BOOK.glob("[0-9][0-9]_*.py"))
-CHAPTER_IPYNB = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+CHAPTER_PY = sorted(BOOK.glob("[0-9][0-9]*_*.py"))          # 00_..., 00b_..., 01_...
+CHAPTER_IPYNB = sorted(BOOK.glob("[0-9][0-9]*_*.ipynb"))
 CHAPTERS = chapter_notebooks(BOOK, TOC) if TOC.is_file() else []
 
 
