@@ -47,8 +47,8 @@ through the simplified condition embedding), with the t2v UNet's channels, heads
 (:func:`sparsectrl_config`), started from the trained t2v UNet (:func:`init_controlnet_from_unet`: input
 convolution, time embedding, down blocks and mid block, as a ControlNet starts from its UNet) and trained with the
 t2v model frozen, as SparseCtrl was.  Two departures from diffusers' defaults, both for a short CPU budget: the
-condition embedding starts as the UNet's ``conv_in`` on the latent channels (:func:`init_condition_embedding_
-from_conv_in`; diffusers zero-initialises it, and with the zero output convolutions behind it neither gets a
+condition embedding starts as the UNet's ``conv_in`` on the latent channels
+(:func:`init_condition_embedding_from_conv_in`; diffusers zero-initialises it, and with the zero output convolutions behind it neither gets a
 keyframe-dependent gradient at the start), and training timesteps are drawn with T2I-Adapter's cubic bias
 towards high noise (``timestep_power`` 3, :func:`offset_noised`), where a condition decides the layout.
 Condition: the latent of the clip's frame 0 at frame 0, mask 1 there and 0 elsewhere (NeuroClips' use: the
@@ -83,7 +83,7 @@ from the caption 0.500; **with alpha guidance** the videos move the way their cl
 clips (the blurry clips themselves 0.955; mean cosine 0.48) and frame 0 is 0.118 closer in SSIM to its own
 keyframe than to an unrelated one.  So in NeuroClips' use the motion comes from the blurry video and the layout
 from blurry video and keyframe, while the caption carries nothing at this budget: gamma guidance is inert in the
-sim profile, which the chapters' ablations show.
+sim profile (so the sim's video config runs without CFG, ``VideoGenerationConfig.sim``).
 """
 from __future__ import annotations
 
