@@ -237,13 +237,17 @@ def sparsectrl_config(unet) -> dict:
     by ``SparseControlNetModel.from_unet``, which cannot set the RGB options and mutates the UNet's config."""
     u = unet.config
     down = ["CrossAttnDownBlockMotion" if "CrossAttn" in t else "DownBlockMotion" for t in u.down_block_types]
+
+    def per_level(value) -> list:          # SD 1.5's config gives one head count for every level
+        return [value] * len(down) if isinstance(value, int) else list(value)
+
     return dict(in_channels=u.in_channels, down_block_types=down, block_out_channels=list(u.block_out_channels),
                 layers_per_block=u.layers_per_block, norm_num_groups=u.norm_num_groups,
-                cross_attention_dim=u.cross_attention_dim, num_attention_heads=list(u.num_attention_heads),
+                cross_attention_dim=u.cross_attention_dim, num_attention_heads=per_level(u.num_attention_heads),
                 # diffusers' historical misnomer: attention_head_dim is the head count where num_attention_heads
                 # is not given; keep both equal so no code path reads another number
-                attention_head_dim=list(u.num_attention_heads), use_linear_projection=u.use_linear_projection,
-                motion_num_attention_heads=list(u.motion_num_attention_heads),
+                attention_head_dim=per_level(u.num_attention_heads), use_linear_projection=u.use_linear_projection,
+                motion_num_attention_heads=per_level(u.motion_num_attention_heads),
                 motion_max_seq_length=u.motion_max_seq_length, **SPARSECTRL_RGB)
 
 
