@@ -268,7 +268,8 @@ print(json.dumps(checks, indent=1))
 # %% [markdown]
 # **Measured on a seed none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips; `papermill
 # book/04_inference.ipynb out.ipynb -p seed 12 -p subject 1`, 13 minutes on 2 cores with chapters 02 and 03 on
-# disk). Generation takes 252 s for the 240 clips (1.05 s a clip), scoring 27 s. The full model: SSIM S2 0.668,
+# disk). Generation takes 252 s for the 240 clips (1.05 s a clip; the same settings measured 0.91-1.33 s a clip on
+# this machine, `benchmarks/bench_inference.py`), scoring 27 s. The full model: SSIM S2 0.668,
 # frame 50-way 0.086 ± 0.006, video 50-way 0.067, CLIP-pcc 0.669. The blurry video alone: SSIM S2 0.764, frame
 # 50-way 0.073, video 50-way 0.070, CLIP-pcc 1.000 (its frames barely change). Without the blurry video: SSIM S2
 # 0.603, frame 50-way 0.073. The ground truth's own CLIP-pcc (6 frames) is 0.901.
