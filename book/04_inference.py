@@ -65,6 +65,7 @@ from IPython.display import display
 
 from neuroclips_core.data.ensure import ensure_store
 from neuroclips_core.keyframes_run import reconstruct_semantics
+from neuroclips_core.metrics import align_to_ground_truth
 from neuroclips_core.metrics_table import PAPER_TABLE1, table1_frame
 from neuroclips_core.notebook import chapter_config, env_default
 from neuroclips_core.perception_run import train_perception
@@ -220,7 +221,7 @@ captions = keyframes.captions
 for label, clips in picks.items():
     rows, names = [], []
     for i in clips:
-        rows += [truth[i], blurry6[i], np.asarray(videos[i])[::3][:6]]
+        rows += [truth[i], blurry6[i], align_to_ground_truth(np.asarray(videos[i:i + 1]))[0]]
         names += [f"clip {i}: truth", "blurry", f"video (50-way {per['frame_50way'][i]:.2f})"]
     vframes.frame_strip(rows, row_labels=names, suptitle=f"{label} clips", frame_inches=0.9)
     plt.show()

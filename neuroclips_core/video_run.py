@@ -60,7 +60,7 @@ from .perception_run import load_perception_result
 from .pipelines.blurry import interpolate_frames, save_npy_atomic
 from .pipelines.captions import CAPTIONS_FILE, FMRI_CAPTIONS_FILE, caption_tokens, write_captions
 from .pipelines.keyframes import KEYFRAMES_FILE
-from .pipelines.video import NeuroClipsVideoPipeline, VideoGenerationConfig
+from .pipelines.video import NeuroClipsVideoPipeline, VideoGenerationConfig, _resized
 from .semantics_run import load_semantics_result, semantics_dir
 from .train import write_json_atomic
 
@@ -160,15 +160,12 @@ def generate_across_processes(generate, n: int, parts_dir: Path, state=None) -> 
 
 # ================================================================================================ scoring
 def _sized_like(videos: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 videos (N, F, h, w, 3) resized (bilinear, antialiased) to ``size`` = (H, W), unchanged if equal."""
+    """uint8 videos (N, F, h, w, 3) resized to ``size`` = (H, W) the way the pipeline resizes its inputs
+    (:func:`~neuroclips_core.pipelines.video._resized`: bilinear, antialiased); unchanged if the size is equal."""
     if tuple(videos.shape[2:4]) == tuple(size):
         return videos
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(videos)).flatten(0, 1).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    x = torch.from_numpy(np.ascontiguousarray(videos)).flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0
+    x = (_resized(x, *size) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
     return x.unflatten(0, videos.shape[:2]).numpy()
 
 
