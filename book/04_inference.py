@@ -67,7 +67,7 @@ from neuroclips_core.data.ensure import ensure_store
 from neuroclips_core.keyframes_run import reconstruct_semantics
 from neuroclips_core.metrics import align_to_ground_truth
 from neuroclips_core.metrics_table import PAPER_TABLE1, table1_frame
-from neuroclips_core.notebook import chapter_config, env_default
+from neuroclips_core.notebook import chapter_config, env_default, parameter_list
 from neuroclips_core.perception_run import train_perception
 from neuroclips_core.pipelines.alpha_guidance import alpha_noising
 from neuroclips_core.pipelines.blurry import interpolate_frames
@@ -92,12 +92,7 @@ retrain = False            # generate again even if this exact run is already on
 # %%
 cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
                      data_root=data_root, run_root=run_root)
-if isinstance(compare, str):      # papermill -p compare no_keyframe,no_blurry
-    compare = [v.strip() for v in compare.split(",") if v.strip()]
-compare = list(compare) if compare is not None else ([] if cfg.quick else ["no_blurry"])
-unknown = [v for v in compare if v not in VARIANTS]
-if unknown:
-    raise ValueError(f"compare: unknown variants {unknown}; known: {list(VARIANTS)}")
+compare = parameter_list(compare, VARIANTS, "compare", [] if cfg.quick else ["no_blurry"])   # "-p compare a,b"
 config = generation_config(cfg).replace(alpha_mode=alpha_mode, **({"theta": float(theta)} if theta is not None else {}))
 pd.Series(dataclasses.asdict(config)).to_frame("generation config")
 

@@ -133,3 +133,29 @@ def chapter_config(*, verbose: bool = True, **params) -> RunConfig:
               f"{preset} device={device}{threads} data_root={_short(cfg.data_root, root)} "
               f"run_dir={_short(cfg.run_dir, root)}{extra}")
     return cfg
+
+
+def parameter_list(value, known, name: str, default) -> list:
+    """A list-valued chapter parameter, from a list, a comma string (``papermill -p subjects 1,3``, where a single
+    item arrives as an int) or None (-> ``default``); each item must be one of ``known`` (items are converted to the
+    type of ``known``'s first element first, so ``"2"`` matches subject 2).
+
+    Raises:
+        ConfigError: an item that is not in ``known`` (the message lists them).
+    """
+    if value is None:
+        value = default
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        value = [v.strip() for v in str(value).split(",") if v.strip()]
+    known = list(known)
+    kind = type(known[0]) if known else str
+    items = []
+    for v in value:
+        try:
+            items.append(kind(v))
+        except (TypeError, ValueError):
+            items.append(v)
+    unknown = [v for v in items if v not in known]
+    if unknown:
+        raise ConfigError(f"{name}: unknown values {unknown}; known: {known}")
+    return items

@@ -67,6 +67,7 @@ def plot_flatmap(
     colorbar: bool = True,
     colorbar_label: str | None = None,
     figsize=(10.0, 3.6),
+    crop: bool = False,
 ):
     """Both hemispheres of a cortical map on the 32k_fs_LR flat surfaces, side by side; returns the Figure.
 
@@ -80,6 +81,8 @@ def plot_flatmap(
         mask_nan: leave out faces that touch a NaN vertex, so the grey cortex shows through; if False, NaNs
             are drawn at ``vmin``.
         colorbar, colorbar_label: add a colour bar (only when something is coloured).
+        crop: zoom to the vertices that have a value (a 15 % margin), e.g. the visual cortex a voxel selection
+            covers; the whole of both hemispheres otherwise.
     Artists carry gids: ``"cortex-<hemi>"`` (grey silhouette), ``"data-<hemi>"`` (the coloured faces),
     ``"outline-<hemi>-<roi>"`` and ``"label-<hemi>-<roi>"`` (e.g. ``"outline-L-V1"``).
     """
@@ -104,7 +107,7 @@ def plot_flatmap(
     rois = tuple(outline_rois or ())
     parcels = np.asarray(_hcp().mmp.map_all[:N_CORTEX]) if rois else None
     ids = _parcel_ids()
-    mappable = None
+    mappable, valued_xy = None, []
     for hemi in HEMIS:
         xy, faces, verts, index = _hemi_geometry(hemi)
         # grey silhouette of the whole cortex first: unselected (NaN) vertices show as grey
@@ -112,6 +115,7 @@ def plot_flatmap(
                      shading="flat", edgecolors="none", rasterized=True).set_gid(f"cortex-{hemi}")
         data = np.full(len(xy), np.nan)
         data[verts] = vals[index[verts]]
+        valued_xy.append(xy[verts][np.isfinite(data[verts])])
         keep = faces
         if mask_nan:
             keep = faces[np.isfinite(data[faces]).all(axis=1)]
@@ -140,6 +144,11 @@ def plot_flatmap(
     ax.set_axis_off()
     ax.margins(0.01)
     ax.autoscale_view()
+    shown = np.concatenate(valued_xy)
+    if crop and len(shown):
+        lo, hi = shown.min(axis=0), shown.max(axis=0)
+        pad = 0.15 * (hi - lo).max()
+        ax.set(xlim=(lo[0] - pad, hi[0] + pad), ylim=(lo[1] - pad, hi[1] + pad))
     if title:
         ax.set_title(title)
     if colorbar and mappable is not None:

@@ -1,0 +1,95 @@
+"""Chapter 07's core (:mod:`neuroclips_core.flatmaps_run`): per-vertex maps, saliency, area-group masses and the
+errors for a model that does not match the voxel selection.  The whole step runs on trained PR and SR checkpoints
+in the quick run of chapter 07 (tests/test_book.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from neuroclips_core.flatmaps_run import (AREA_GROUPS, column_norms, direction_checks, group_mass, group_vertices,
+                                          input_saliency, map_file, on_cortex)
+from neuroclips_core.notebook import parameter_list
+from neuroclips_core.config import ConfigError
+
+
+def test_column_norms_are_placed_at_the_selected_vertices():
+    w = np.array([[3.0, 0.0, 1.0], [4.0, 2.0, 0.0]])            # columns: norms 5, 2, 1
+    out = on_cortex(column_norms(torch.tensor(w)), np.array([10, 3, 7]), n_vertices=12)
+    assert out[10] == 5 and out[3] == 2 and out[7] == 1
+    assert np.isnan(np.delete(out, [3, 7, 10])).all()
+
+
+@pytest.mark.parametrize("values, idx, match", [
+    (np.ones(3), np.array([0, 1]), r"3 values for 2 selected voxels.*another voxel selection"),
+    (np.ones(2), np.array([0, 0]), r"distinct"),
+    (np.ones(2), np.array([0, 12]), r"in \[0, 12\)"),
+])
+def test_values_that_do_not_fit_the_selection_are_refused(values, idx, match):
+    with pytest.raises(ValueError, match=match):
+        on_cortex(values, idx, n_vertices=12)
+
+
+def test_saliency_of_a_linear_map_is_its_column_norm():
+    """For y = W x the Jacobian is W, so the estimate must approach ||W[:, v]|| (within the probes' noise)."""
+    rng = np.random.default_rng(0)
+    w = torch.tensor(rng.normal(size=(40, 6)) * np.array([0.1, 1, 2, 0, 3, 0.5]), dtype=torch.float32)
+    s = input_saliency(lambda x: x @ w.T, rng.normal(size=(256, 6)), probes=16)
+    np.testing.assert_allclose(s, column_norms(w), rtol=0.08, atol=1e-6)
+    assert s[3] == 0
+
+
+def test_saliency_follows_the_network_downstream():
+    """A hidden unit the output ignores does not count: the raw column norm and the saliency disagree."""
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0]])               # voxel v feeds hidden unit v alone
+    s = input_saliency(lambda x: (x @ first.T)[:, :1] * 3.0, np.ones((8, 2)), probes=4)
+    assert s[0] == pytest.approx(3.0, rel=0.5) and s[1] == 0
+    assert column_norms(first)[1] == 1
+
+
+def test_saliency_refuses_non_finite_fmri():
+    with pytest.raises(ValueError, match="NaN"):
+        input_saliency(lambda x: x, np.array([[1.0, np.nan]]))
+
+
+def test_group_mass_is_the_share_of_the_total():
+    w = np.array([1.0, 3.0, np.nan, 4.0, 2.0])
+    mass = group_mass(w, {"a": np.array([0, 1]), "b": np.array([3]), "c": np.array([2])})
+    assert mass == pytest.approx({"a": 0.4, "b": 0.4, "c": 0.0})
+    with pytest.raises(ValueError, match="no mass"):
+        group_mass(np.full(3, np.nan), {"a": np.array([0])})
+    with pytest.raises(ValueError, match="non-negative"):
+        group_mass(np.array([1.0, -1.0]), {"a": np.array([0])})
+
+
+def test_direction_checks_need_every_subject():
+    good = {"mass": {"saliency": {"pr": {"early": 0.5, "higher": 0.3}, "sr": {"early": 0.4, "higher": 0.4}}}}
+    bad = {"mass": {"saliency": {"pr": {"early": 0.3, "higher": 0.3}, "sr": {"early": 0.4, "higher": 0.4}}}}
+    assert direction_checks({1: good, 2: good}, "saliency") == {"pr_early_above_sr": True, "sr_higher_above_pr": True}
+    assert direction_checks({1: good, 2: bad}, "saliency")["pr_early_above_sr"] is False
+
+
+def test_map_files_follow_the_contract_and_refuse_unknown_names():
+    assert map_file("pr", "weights") == "pr_weights.npy" and map_file("sr", "weights") == "sr_weights.npy"
+    with pytest.raises(ValueError, match="measures"):
+        map_file("pr", "gradient")
+
+
+def test_area_groups_are_disjoint_visual_parcels():
+    members = group_vertices()
+    assert set(members) == set(AREA_GROUPS) == {"early", "motion", "higher"}
+    assert all(len(m) > 500 for m in members.values())
+    joined = np.concatenate(list(members.values()))
+    assert len(np.unique(joined)) == len(joined)            # no vertex in two groups
+
+
+@pytest.mark.parametrize("value, expected", [(None, [1, 2, 3]), (2, [2]), ("1, 3", [1, 3]), ([3, "1"], [3, 1])])
+def test_parameter_list_reads_papermill_values(value, expected):
+    assert parameter_list(value, (1, 2, 3), "subjects", [1, 2, 3]) == expected
+
+
+def test_parameter_list_names_the_unknown_values():
+    with pytest.raises(ConfigError, match=r"subjects: unknown values \[4\]; known: \[1, 2, 3\]"):
+        parameter_list("1,4", (1, 2, 3), "subjects", [1])
+    with pytest.raises(ConfigError, match="compare: unknown values"):
+        parameter_list("full,sharp", {"full": 0, "no_blurry": 1}, "compare", [])
