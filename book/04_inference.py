@@ -87,6 +87,7 @@ run_root = None
 theta = None               # Eq. 5's theta in [0, 1]; None: the profile's (0.3, the paper's)
 alpha_mode = "paper"       # "paper": Eq. 5 with theta; "official": noised to the chain's first step, theta ignored
 compare = None             # variants beside "full"; None: ["no_blurry"] ([] in quick mode); chapter 06 runs them all
+n_clips = None             # generate and score the first n test clips; None: all (the first 24 in quick mode)
 retrain = False            # generate again even if this exact run is already on disk
 
 # %%
@@ -158,10 +159,11 @@ print(f"subject {cfg.subject}: {store.n_test} test clips; blurry videos {percept
 # the ground truth's CLIP-pcc.
 
 # %%
-runs = {"full": reconstruct_videos(cfg, variant="full", config=config, store=store, retrain=retrain)}
-for variant in compare:
-    runs[variant] = reconstruct_videos(cfg, variant=variant, config=config, store=store, retrain=retrain)
-refs = score_references(cfg, store=store)
+runs = {variant: reconstruct_videos(cfg, variant=variant, config=config, store=store, n_clips=n_clips,
+                                    retrain=retrain)
+        for variant in ["full", *compare]}
+refs = score_references(cfg, store=store, n_clips=n_clips)
+print(f"{runs['full'].summary['n_clips']} of {store.n_test} test clips")
 for name, run in runs.items():
     t = run.summary["timings"]
     print(f"{name:12s} {'reused' if run.reused else 'made'}: {t['generation_s']:.0f} s generation "

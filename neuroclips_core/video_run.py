@@ -69,6 +69,7 @@ METRICS_FILE = "metrics.json"
 REFERENCES_FILE = "references.json"
 N_WAYS = (2, 50)
 QUICK_INFERENCE_STEPS = 3          # quick mode (CI): the chain's length, enough to exercise every part
+QUICK_TEST_CLIPS = 24              # quick mode: the first clips of the test set (the whole set: 240 on sim)
 ALIGNMENT = "anchors"
 
 
@@ -106,6 +107,16 @@ def generation_config(cfg: RunConfig) -> VideoGenerationConfig:
     mode shortens the chain to :data:`QUICK_INFERENCE_STEPS`."""
     config = VideoGenerationConfig.sim() if cfg.profile == "sim" else VideoGenerationConfig.paper()
     return config.replace(num_inference_steps=QUICK_INFERENCE_STEPS) if cfg.quick else config
+
+
+def n_test_clips(cfg: RunConfig, n_test: int, n_clips: int | None = None) -> int:
+    """How many test clips a run generates and scores: the first ``n_clips`` (None: all ``n_test``, or the first
+    :data:`QUICK_TEST_CLIPS` in quick mode).  Raises ValueError for a count below 1."""
+    if n_clips is None:
+        return min(n_test, QUICK_TEST_CLIPS) if cfg.quick else n_test
+    if int(n_clips) < 1:
+        raise ValueError(f"n_clips: expected a positive number of test clips (at most {n_test}), got {n_clips}")
+    return min(int(n_clips), n_test)
 
 
 def clip_seeds(seed: int, n: int) -> list[int]:
@@ -242,13 +253,15 @@ class _Judges(NamedTuple):
 
 
 def score_references(cfg: RunConfig, subject: int | None = None, *, store: Store | None = None,
-                     progress: bool = True) -> dict:
+                     n_clips: int | None = None, progress: bool = True) -> dict:
     """The scores of what the videos are read against, cached in ``inference/references.json``:
 
     - ``blurry``: the PR's blurry video, 6 frames interpolated to 16 as the pipeline takes it, scored like a video
       (:func:`score_videos`): what alpha guidance alone gives;
     - ``ground_truth``: the truth's own CLIP-pcc on its 6 frames (``clip_pcc_aligned``'s counterpart: how smooth
       a video of this clip is at 3 FPS).
+
+    On the first ``n_clips`` test clips (:func:`n_test_clips`), the ones :func:`reconstruct_videos` makes.
     """
     subject = int(subject or cfg.subject)
     device = cfg.torch_device()
@@ -256,16 +269,17 @@ def score_references(cfg: RunConfig, subject: int | None = None, *, store: Store
                               progress)
     perception = load_perception_result(cfg, subject)
     judges = _Judges.of(cfg, device)
+    n = n_test_clips(cfg, store.n_test, n_clips)
     params = {"subject": subject, "perception": perception.summary["params"], "seed": cfg.seed,
-              "weights": judges.fingerprints(), "alignment": ALIGNMENT}
+              "weights": judges.fingerprints(), "alignment": ALIGNMENT, "n_clips": n}
     path = step_dir(cfg, subject, "inference") / REFERENCES_FILE
     if path.is_file():
         done = json.loads(path.read_text())
         if done.get("params") == json.loads(json.dumps(params)):
             return done
-    truth = np.array(store.frames_test)
+    truth = np.array(store.frames_test[:n])
     truth_emb = clip_video_embeddings(judges.clip, truth)
-    blurry = interpolate_frames(np.asarray(perception.blurry()), 16)
+    blurry = interpolate_frames(np.asarray(perception.blurry()[:n]), 16)
     refs = {"params": params,
             "blurry": score_videos(blurry, truth, **judges._asdict(), seed=cfg.seed, truth_embeddings=truth_emb),
             "ground_truth": {"clip_pcc_aligned": {"mean": float(clip_pcc(truth_emb).mean()),
@@ -322,7 +336,8 @@ def prompts_for(cfg: RunConfig, subject: int, variant: Variant, captioner_loader
 
 def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str = "full", *,
                        config: VideoGenerationConfig | None = None, store: Store | None = None, batch_size: int = 16,
-                       n_gifs: int = 6, retrain: bool = False, progress: bool = True) -> VideoResult:
+                       n_clips: int | None = None, n_gifs: int = 6, retrain: bool = False,
+                       progress: bool = True) -> VideoResult:
     """Generate (or reuse) one subject's test videos for ``variant`` and score them (module docstring).
 
     Args:
@@ -331,6 +346,8 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
         variant: a key of :data:`VARIANTS`.
         config: the generation settings (default :func:`generation_config`).
         batch_size: clips denoised together (memory; never the output).
+        n_clips: generate the first ``n_clips`` test clips only (default :func:`n_test_clips`: all of them, the
+            first :data:`QUICK_TEST_CLIPS` in quick mode); the videos and scores cover those clips.
         n_gifs: side-by-side GIFs written for the first clips.
         retrain: generate again even when a finished run with the same parameters is there.
 
@@ -351,11 +368,12 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
     store = store_with_frames(cfg, subject, store, "videos are scored against the test clips' frames", progress)
     captions = prompts_for(cfg, subject, spec, lambda: profile_role(cfg, "captioner", device))
     keyframes, blurry6 = np.load(keyframes_path, mmap_mode="r"), perception.blurry()
-    n = store.n_test
-    if not (len(keyframes) == len(blurry6) == len(captions) == n):
+    if not (len(keyframes) == len(blurry6) == len(captions) == store.n_test):
         raise ValueError(f"subject {subject}: keyframes ({len(keyframes)}), blurry videos ({len(blurry6)}), captions "
-                         f"({len(captions)}) and the store's test set ({n}) must be the same clips; rerun chapters "
-                         f"02 and 03 on this store")
+                         f"({len(captions)}) and the store's test set ({store.n_test}) must be the same clips; rerun "
+                         f"chapters 02 and 03 on this store")
+    n = n_test_clips(cfg, store.n_test, n_clips)
+    captions = captions[:n]
     pipe = video_pipeline(cfg, device)
     judges = _Judges.of(cfg, device)
     params = json.loads(json.dumps({
@@ -387,14 +405,14 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
     timings["generation_s"] = round(time.monotonic() - t0, 1)
     timings["seconds_per_clip"] = round(timings["generation_s"] / n, 3)
     save_npy_atomic(out / VIDEOS_FILE, videos)
-    truth = np.array(store.frames_test)
+    truth = np.array(store.frames_test[:n])
     t0 = time.monotonic()
     scores = score_videos(videos, truth, **judges._asdict(), seed=cfg.seed)
     timings["score_s"] = round(time.monotonic() - t0, 1)
     write_gifs(out / "gifs", truth, interpolate_frames(np.asarray(blurry6[:n_gifs]), config.num_frames),
                np.asarray(keyframes[:n_gifs]), videos[:n_gifs])
-    summary = {"subject": subject, "variant": variant, "what": spec.what, "params": params, "n_test": n,
-               "scores": {k: v for k, v in scores.items() if k != "per_clip"}, "per_clip": scores["per_clip"],
+    summary = {"subject": subject, "variant": variant, "what": spec.what, "params": params, "n_test": store.n_test,
+               "n_clips": n, "scores": {k: v for k, v in scores.items() if k != "per_clip"}, "per_clip": scores["per_clip"],
                "timings": timings}
     write_json_atomic(summary_path, summary)          # last: its presence means the run finished
     return VideoResult(out, summary, False)

@@ -321,7 +321,10 @@ def test_from_run_reads_the_design_layout(tmp_path):
     (run / "inference" / "full" / "metrics.json").write_text(json.dumps({"per_clip": {"ssim_s2": [1.0, 2.0]}}))
     with pytest.raises(ValueError, match=r"per_clip\['ssim_s2'\] has shape \(2,\), expected .* \(10,\)"):
         BrowserData.from_run(run)
+    # a run of the first 4 clips (quick mode, n_clips): the browser shows those 4, everything cut to match
     np.save(run / "inference" / "full" / "videos_test.npy", d.videos[:4])
-    (run / "inference" / "full" / "metrics.json").unlink()
-    with pytest.raises(ValueError, match=f"videos has 4 clips but gt has {N}"):
-        BrowserData.from_run(run)
+    (run / "inference" / "full" / "metrics.json").write_text(json.dumps({"per_clip": {"ssim_s2": [1.0] * 4}}))
+    first = BrowserData.from_run(run)
+    assert first.n_clips == 4 and f"first 4 of {N} clips" in first.title
+    np.testing.assert_array_equal(first.keyframes, d.keyframes[:4])
+    assert first.captions == d.captions[:4] and len(first.scores["blurry_ssim_s2"]) == 4

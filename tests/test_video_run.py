@@ -145,3 +145,15 @@ def test_missing_chapters_are_named(tmp_path):
     cfg = make_config(profile="sim", subject=1, quick=True, run_root=tmp_path / "runs", data_root=tmp_path / "d")
     with pytest.raises(FileNotFoundError, match=r"chapter 02"):
         reconstruct_videos(cfg, progress=False)
+
+
+def test_n_test_clips_takes_all_the_first_n_or_the_quick_subset():
+    from neuroclips_core.config import make_config
+    from neuroclips_core.video_run import QUICK_TEST_CLIPS, n_test_clips
+
+    full, quick = make_config(quick=False), make_config(quick=True)
+    assert n_test_clips(full, 240) == 240 and n_test_clips(quick, 240) == QUICK_TEST_CLIPS
+    assert n_test_clips(quick, 10) == 10                       # never more than the store has
+    assert n_test_clips(full, 240, 50) == 50 and n_test_clips(full, 240, 500) == 240
+    with pytest.raises(ValueError, match="positive number of test clips"):
+        n_test_clips(full, 240, 0)

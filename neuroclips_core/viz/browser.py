@@ -127,16 +127,24 @@ class BrowserData:
             raise ValueError(f"{store.path}: the store has no frames (fMRI-only); the browser needs the ground-truth "
                              "frames: re-run prepare with frames")
         n = store.n_test
+        videos = _load_npy(run_dir / "inference" / variant / "videos_test.npy")
+        # a run of the first clips only (quick mode, n_clips): browse those; everything else is cut to match
+        n_shown = n if videos is None else min(len(videos), n)
         scores = {**_per_clip_scores(run_dir / "perception" / "metrics.json", n, "blurry_"),
-                  **_per_clip_scores(run_dir / "inference" / variant / "metrics.json", n, "")}
+                  **_per_clip_scores(run_dir / "inference" / variant / "metrics.json", n_shown, "")}
+        scores = {k: v[:n_shown] for k, v in scores.items()}
         gt_captions = store.captions_test if any(c is not None for c in store.captions_test) else None
         captions_file = run_dir / "semantics" / "captions_test.json"
-        return cls(gt=store.frames_test,
-                   blurry=_load_npy(run_dir / "perception" / "blurry_test.npy"),
-                   keyframes=_load_npy(run_dir / "semantics" / "keyframes_test.npy"),
-                   captions=json.loads(captions_file.read_text()) if captions_file.is_file() else None,
-                   videos=_load_npy(run_dir / "inference" / variant / "videos_test.npy"),
-                   gt_captions=gt_captions, scores=scores, title=f"{run_dir} · variant {variant}")
+        captions = json.loads(captions_file.read_text()) if captions_file.is_file() else None
+
+        def first(a):
+            return None if a is None else a[:n_shown]
+
+        return cls(gt=store.frames_test[:n_shown],
+                   blurry=first(_load_npy(run_dir / "perception" / "blurry_test.npy")),
+                   keyframes=first(_load_npy(run_dir / "semantics" / "keyframes_test.npy")),
+                   captions=first(captions), videos=videos, gt_captions=first(gt_captions), scores=scores,
+                   title=f"{run_dir} · variant {variant}" + (f" · first {n_shown} of {n} clips" if n_shown < n else ""))
 
     # ------------------------------------------------------------------------------------------ pixel scores
     def add_pixel_scores(self, metrics=("ssim_s2",), rule: str = "anchors", chunk: int = 64) -> "BrowserData":
