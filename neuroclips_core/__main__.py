@@ -1,4 +1,4 @@
-"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins,standins} ...``
+"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins,standins,ablations} ...``
 (DESIGN.md §7)."""
 from __future__ import annotations
 
@@ -56,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
                      help="judge these trained roles again first (comma-separated) and update their stamps, e.g. "
                           "the VAE once the frame classifier that judges it is trained")
 
+    abl = sub.add_parser("ablations", help="chapter 04 under papermill for every variant and subject (the batch of "
+                                           "chapter 06), then Table 2 per subject and the paper's directions")
+    abl.add_argument("--subjects", default="1,2,3", help="comma-separated subjects (default 1,2,3)")
+    abl.add_argument("--variants", default="full,no_keyframe,no_blurry,fmri_caption",
+                     help="comma-separated variants (default: all four)")
+    abl.add_argument("--profile", default="sim", choices=["sim", "paper"])
+    abl.add_argument("--seed", type=int, default=0)
+    abl.add_argument("--quick", action="store_true", help="chapter 04's quick mode (3-step chain, first 24 clips)")
+    abl.add_argument("--n-clips", type=int, default=None, help="the first n test clips (default: all; 24 quick)")
+    abl.add_argument("--data-root", default=None)
+    abl.add_argument("--run-root", default=None)
+
     args = parser.parse_args(argv)
     if args.command == "simulate":
         from .data.simulate import simulate_dataset
@@ -110,6 +122,31 @@ def main(argv: list[str] | None = None) -> int:
             print(summary.to_string(index=False) if len(summary) else "no trained stand-in found", end="\n\n")
             print(table.to_string(index=False))
         return 0 if table["met"].all() else 4
+    elif args.command == "ablations":
+        import pandas as pd
+
+        from .ablations_run import collect, direction_checks, run_batch, wide
+        from .config import ConfigError, SUBJECTS, make_config
+        from .notebook import parameter_list
+        from .video_run import VARIANTS
+
+        try:
+            subjects = parameter_list(args.subjects, SUBJECTS, "--subjects", [])
+            variants = parameter_list(args.variants, VARIANTS, "--variants", [])
+            cfg = make_config(profile=args.profile, quick=args.quick, seed=args.seed, data_root=args.data_root,
+                              run_root=args.run_root)
+        except ConfigError as e:
+            print(f"ablations: error: {e}", file=sys.stderr)
+            return 2
+        variants = ["full", *[v for v in variants if v != "full"]]
+        for path in run_batch(cfg, subjects, variants, n_clips=args.n_clips):
+            print(f"executed {path}")
+        scores = collect(cfg, subjects, variants)
+        with pd.option_context("display.width", 200, "display.precision", 3):
+            for s in subjects:
+                print(f"\nsubject {s}\n" + wide(scores[scores.subject == s]).to_string())
+            if set(variants) >= {"no_blurry", "no_keyframe"}:
+                print("\n" + pd.DataFrame(direction_checks(scores)).to_string())
     return 0
 
 

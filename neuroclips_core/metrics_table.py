@@ -49,7 +49,7 @@ subject 3   0.835 0.03  0.221 0.01  0.735 0.20  0.807 0.03  0.213 0.01  0.387 0.
 """
 
 
-def _parse_paper_rows(text: str) -> dict[str, dict[str, tuple[float, float]]]:
+def parse_paper_rows(text: str) -> dict[str, dict[str, tuple[float, float]]]:
     """Rows "name  mean ± mean ± ..." -> {name: {column key: (mean, ±)}}."""
     n = 2 * len(TABLE1_COLUMNS)
     rows = {}
@@ -61,7 +61,7 @@ def _parse_paper_rows(text: str) -> dict[str, dict[str, tuple[float, float]]]:
 
 
 #: {"average" | "subject N": {column key: (mean, ±)}}: NeuroClips in the paper's Table 1
-PAPER_TABLE1 = _parse_paper_rows(_PAPER_TABLE1_TEXT)
+PAPER_TABLE1 = parse_paper_rows(_PAPER_TABLE1_TEXT)
 
 
 def _mean_pm(value) -> tuple[float, float | None]:

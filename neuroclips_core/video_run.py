@@ -78,13 +78,17 @@ class Variant(NamedTuple):
 
     use_blurry: bool          # alpha: start from the blurry video noised by Eq. 5 (else pure noise)
     use_keyframe: bool        # beta: the keyframe at frame 0 through SparseCtrl
-    captions: str             # gamma: "keyframe" (the keyframe's caption) or "fmri" (decoded from the fMRI tokens)
+    captions: str             # gamma: "keyframe" (the keyframe's caption), "fmri" (decoded from the fMRI tokens) or
+                              # "generic" (GENERIC_PROMPT for every clip)
     what: str
 
 
+#: the prompt of the paper's "w/o keyframe" row (§6): the caption is made from the keyframe, so it goes with it
+GENERIC_PROMPT = "a smooth video"
 VARIANTS = {
     "full": Variant(True, True, "keyframe", "alpha + beta + gamma: the full NeuroClips"),
-    "no_keyframe": Variant(True, False, "keyframe", "without the keyframe (no SparseCtrl)"),
+    "no_keyframe": Variant(True, False, "generic", f"without the keyframe and its caption (no SparseCtrl, prompt "
+                                                   f"'{GENERIC_PROMPT}')"),
     "no_blurry": Variant(False, True, "keyframe", "without the blurry video (the chain starts from pure noise)"),
     "fmri_caption": Variant(True, True, "fmri", "captions decoded from the fMRI tokens (the GIT comparison)"),
 }
@@ -311,9 +315,12 @@ class VideoResult:
 
 
 def prompts_for(cfg: RunConfig, subject: int, variant: Variant, captioner_loader) -> list[str]:
-    """The captions a variant prompts with: chapter 03's keyframe captions, or (``fmri``) captions decoded from
-    the prior's tokens, made once and kept in ``semantics/fmri_captions_test.json``."""
+    """The captions a variant prompts with: chapter 03's keyframe captions, :data:`GENERIC_PROMPT` for every clip
+    (``generic``), or (``fmri``) captions decoded from the prior's tokens, made once and kept in
+    ``semantics/fmri_captions_test.json``."""
     folder = semantics_dir(cfg, subject)
+    if variant.captions == "generic":
+        return [GENERIC_PROMPT] * load_semantics_result(cfg, subject).retrieval["n_test"]
     if variant.captions == "keyframe":
         path = folder / CAPTIONS_FILE
         if not path.is_file():

@@ -157,3 +157,20 @@ def test_n_test_clips_takes_all_the_first_n_or_the_quick_subset():
     assert n_test_clips(full, 240, 50) == 50 and n_test_clips(full, 240, 500) == 240
     with pytest.raises(ValueError, match="positive number of test clips"):
         n_test_clips(full, 240, 0)
+
+
+def test_no_keyframe_prompts_with_the_papers_generic_text(tmp_path):
+    """Paper §6: without the keyframe its caption goes too, and every clip is prompted 'a smooth video'."""
+    import json
+
+    from neuroclips_core.config import make_config
+    from neuroclips_core.video_run import GENERIC_PROMPT, VARIANTS, prompts_for
+
+    cfg = make_config(run_root=tmp_path, data_root=tmp_path / "data")
+    folder = tmp_path / "sim" / "subj01" / "semantics"
+    folder.mkdir(parents=True)
+    (folder / "retrieval.json").write_text(json.dumps({"n_test": 3}))
+    (folder / "captions_test.json").write_text(json.dumps(["a", "b", "c"]))
+    never = lambda: pytest.fail("the captioner is not needed")                        # noqa: E731
+    assert prompts_for(cfg, 1, VARIANTS["no_keyframe"], never) == [GENERIC_PROMPT] * 3 == ["a smooth video"] * 3
+    assert prompts_for(cfg, 1, VARIANTS["full"], never) == ["a", "b", "c"]
