@@ -256,6 +256,8 @@ def clip_video_embeddings(clip, videos: np.ndarray, batch: int = 256) -> np.ndar
     from .zoo.unclip_sampling import image_embeddings
 
     videos = _uint8_videos(videos)
+    if not videos.flags.writeable:          # a memory-mapped or read-only array: torch wants its own copy
+        videos = videos.copy()
     frames = torch.from_numpy(videos.reshape(-1, *videos.shape[2:])).permute(0, 3, 1, 2).float().div_(255.0)
     return image_embeddings(clip, frames, batch).numpy().reshape(*videos.shape[:2], -1)
 
