@@ -75,6 +75,9 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# --- 2c. the built book's browser assets (MathJax, require.js, the widget manager), from npm: offline pages ------
+"$PY" -m neuroclips_core vendor-assets || die "could not vendor the book's browser assets (see above)"
+
 # --- 3. sanity: the package and the kernel that papermill / jupyter-book will use ---------------------------
 "$PY" - "$ROOT" <<'PYEOF' || die "sanity check failed (see above); remove .venv/.neuroclips-setup.sha256 to force a reinstall"
 import os, sys

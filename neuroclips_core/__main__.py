@@ -1,4 +1,5 @@
-"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins,standins,ablations} ...``
+"""Command line: ``python -m neuroclips_core {simulate,prepare,import-release,train-standins,standins,ablations,
+vendor-assets} ...``
 (DESIGN.md §7)."""
 from __future__ import annotations
 
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     abl.add_argument("--data-root", default=None)
     abl.add_argument("--run-root", default=None)
 
+    va = sub.add_parser("vendor-assets", help="download the built book's MathJax, require.js and widget manager from "
+                                              "npm into book/_vendor, so its pages work offline")
+    va.add_argument("--out", default=None, help="vendor folder (default: book/_vendor)")
+    va.add_argument("--force", action="store_true", help="download again even when the stamp matches")
+
     args = parser.parse_args(argv)
     if args.command == "simulate":
         from .data.simulate import simulate_dataset
@@ -122,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             print(summary.to_string(index=False) if len(summary) else "no trained stand-in found", end="\n\n")
             print(table.to_string(index=False))
         return 0 if table["met"].all() else 4
+    elif args.command == "vendor-assets":
+        from .book_assets import vendor_assets
+
+        try:
+            got = vendor_assets(args.out, force=args.force)
+        except RuntimeError as e:
+            print(f"vendor-assets: error: {e}", file=sys.stderr)
+            return 2
+        print("vendored: " + ", ".join(f"{k} {v}" for k, v in got.items()))
     elif args.command == "ablations":
         import pandas as pd
 
