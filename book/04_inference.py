@@ -163,7 +163,7 @@ runs = {variant: reconstruct_videos(cfg, variant=variant, config=config, store=s
                                     retrain=retrain)
         for variant in ["full", *compare]}
 refs = score_references(cfg, store=store, n_clips=n_clips)
-print(f"{runs['full'].summary['n_clips']} of {store.n_test} test clips")
+print(f"{runs['full'].n_clips} of {store.n_test} test clips")
 for name, run in runs.items():
     t = run.summary["timings"]
     print(f"{name:12s} {'reused' if run.reused else 'made'}: {t['generation_s']:.0f} s generation "

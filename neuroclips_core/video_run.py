@@ -306,8 +306,13 @@ class VideoResult:
         return self.summary["scores"]
 
     @property
+    def n_clips(self) -> int:
+        """How many test clips (the first ones) were generated and scored (runs before ``n_clips``: all)."""
+        return int(self.summary.get("n_clips", self.summary["n_test"]))
+
+    @property
     def videos(self) -> np.ndarray:
-        """uint8 (N_test, 16, H, W, 3), memory-mapped."""
+        """uint8 (n_clips, 16, H, W, 3), memory-mapped."""
         return np.load(self.folder / VIDEOS_FILE, mmap_mode="r")
 
     def gifs(self) -> list[Path]:

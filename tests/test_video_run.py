@@ -174,3 +174,10 @@ def test_no_keyframe_prompts_with_the_papers_generic_text(tmp_path):
     never = lambda: pytest.fail("the captioner is not needed")                        # noqa: E731
     assert prompts_for(cfg, 1, VARIANTS["no_keyframe"], never) == [GENERIC_PROMPT] * 3 == ["a smooth video"] * 3
     assert prompts_for(cfg, 1, VARIANTS["full"], never) == ["a", "b", "c"]
+
+
+def test_a_run_from_before_n_clips_counts_all_its_clips(tmp_path):
+    from neuroclips_core.video_run import VideoResult
+
+    assert VideoResult(tmp_path, {"n_test": 240}, True).n_clips == 240
+    assert VideoResult(tmp_path, {"n_test": 240, "n_clips": 24}, True).n_clips == 24
