@@ -99,7 +99,7 @@ print(f"{scores['n_clips'].iloc[0]} test clips per run")
 # ## Table 2: the variants of each subject, the paper's subject 1 beside
 #
 # Means over the test clips (SSIM: S2, the 2-D grayscale SSIM; CLIP-pcc: adjacent frames of all 16; N-way: the
-# field's top-3 rule, chance 0.667 at 2-way and 0.06 at 50-way with 3 GT classes). The paper's rows are quoted from
+# field's top-3 rule, chance 0.75 at 2-way and 0.058 at 50-way with 3 GT classes). The paper's rows are quoted from
 # its Table 2, subject 1. Our levels are the simulated world's and the stand-ins' (chapter 00b); what compares is the
 # direction of each change.
 
