@@ -55,6 +55,7 @@ from neuroclips_core.keyframes_run import reconstruct_semantics
 from neuroclips_core.notebook import chapter_config, env_default, parameter_list
 from neuroclips_core.perception_run import train_perception
 from neuroclips_core.semantics_run import train_semantics
+from neuroclips_core.video_run import inference_dir
 from neuroclips_core.viz import frames as vframes
 
 # %% tags=["parameters"]
@@ -156,8 +157,8 @@ long = [c for c in first.chains if len(c) > 1]
 if long:
     chain = max(long, key=len)
     truth = np.asarray(store.frames_test)
-    unfused = np.concatenate([np.asarray(np.load(first.folder.parents[1] / "inference" / "full" / "videos_test.npy",
-                                                 mmap_mode="r")[i]) for i in chain])
+    unfused_all = np.load(inference_dir(cfg, cfg.subject, "full") / "videos_test.npy", mmap_mode="r")
+    unfused = np.concatenate([np.asarray(unfused_all[i]) for i in chain])
     fused = np.concatenate([np.asarray(first.videos[i]) for i in chain])
     vframes.frame_strip([np.concatenate([truth[i] for i in chain]), unfused[::4], fused[::4]],
                         row_labels=["truth (3 FPS)", "unfused (every 4th)", "fused (every 4th)"],
