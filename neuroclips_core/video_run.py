@@ -19,9 +19,10 @@ What it reads and writes (DESIGN.md §7)::
         gifs/clip_NNNN.gif       ground truth | blurry | keyframe | video, for the first ``n_gifs`` clips
     runs/<profile>/subjNN/inference/references.json          the same scores for the blurry video and the truth
 
-**Variants** (:data:`VARIANTS`): ``full`` (alpha + beta + gamma), ``no_keyframe`` (no SparseCtrl), ``no_blurry``
-(pure-noise start), ``fmri_caption`` (the prompt is decoded from the prior's fMRI tokens, never from a keyframe:
-the paper's GIT comparison, :func:`~neuroclips_core.pipelines.captions.caption_tokens`).
+**Variants** (:data:`VARIANTS`): ``full`` (alpha + beta + gamma), ``no_keyframe`` (no SparseCtrl, and the paper's
+prompt "a smooth video" in place of the keyframe's caption), ``no_blurry`` (pure-noise start), ``fmri_caption``
+(the prompt is decoded from the prior's fMRI tokens, never from a keyframe: the paper's GIT comparison,
+:func:`~neuroclips_core.pipelines.captions.caption_tokens`).
 
 **Scoring** (:func:`score_videos`; recipes in :mod:`neuroclips_core.metrics`).  The store keeps 6 ground-truth
 frames per clip at 3 FPS; a 16-frame video at 8 FPS is scored on its frames 0, 3, 6, 9, 12, 15 (the ``anchors``
