@@ -78,14 +78,6 @@ def on_cortex(per_voxel: np.ndarray, voxel_indices: np.ndarray, n_vertices: int 
     return out
 
 
-def column_norms(layer_weight: np.ndarray | torch.Tensor) -> np.ndarray:
-    """float64 (V,): ``||W[:, v]||_2`` of a first layer's weight (hidden, V)."""
-    w = np.asarray(layer_weight.detach().cpu() if torch.is_tensor(layer_weight) else layer_weight, np.float64)
-    if w.ndim != 2:
-        raise ValueError(f"column_norms: expected a layer weight (hidden, V), found shape {w.shape}")
-    return np.linalg.norm(w, axis=0)
-
-
 def input_saliency(forward, fmri: np.ndarray, *, probes: int = SALIENCY_PROBES, batch_size: int = 64,
                    seed: int = 0) -> np.ndarray:
     """float64 (V,): ``sqrt(E_x ||d forward(x) / d x_v||^2)`` over the rows of ``fmri`` (N, V).

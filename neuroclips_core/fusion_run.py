@@ -41,6 +41,7 @@ from torch import nn
 
 from .artifacts import json_clean, profile_role, step_dir, store_with_frames
 from .config import RunConfig
+from .metrics import pearson
 from .metrics_semantic import _unit, clip_video_embeddings, frame_class_probabilities
 from .perception_run import load_perception_result
 from .pipelines.blurry import interpolate_frames, save_npy_atomic
@@ -227,18 +228,12 @@ def judge_features(judge: str, clip, keyframes: np.ndarray, blurry6: np.ndarray,
     kf = clip_video_embeddings(clip, np.asarray(keyframes)[:, None])[:, 0]
     x = pair_features(kf)
     if judge == "evidence":
-        extra = np.stack([_meeting_correlation(np.asarray(blurry6, np.float32)), neighbour_cosine(prior_tokens),
+        b = np.asarray(blurry6)
+        meeting = [pearson(b[i, -1], b[i + 1, 0]) for i in range(len(b) - 1)]   # last frame of i, first of i + 1
+        extra = np.stack([np.nan_to_num(np.asarray(meeting, np.float32)), neighbour_cosine(prior_tokens),
                           neighbour_cosine(fmri, centre=True)], axis=1)
         x = np.concatenate([x, extra], axis=1)
     return x
-
-
-def _meeting_correlation(blurry6: np.ndarray) -> np.ndarray:
-    """(N - 1,): pixel correlation of clip i's last blurry frame and clip i + 1's first."""
-    a = blurry6[:-1, -1].reshape(len(blurry6) - 1, -1)
-    c = blurry6[1:, 0].reshape(len(blurry6) - 1, -1)
-    a, c = a - a.mean(1, keepdims=True), c - c.mean(1, keepdims=True)
-    return (a * c).sum(1) / np.sqrt((a * a).sum(1) * (c * c).sum(1)).clip(1e-8)
 
 
 def fusion_dir(cfg: RunConfig, subject: int | None = None, judge: str = "keyframe") -> Path:

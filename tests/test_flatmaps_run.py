@@ -7,15 +7,25 @@ import numpy as np
 import pytest
 import torch
 
-from neuroclips_core.flatmaps_run import (AREA_GROUPS, column_norms, direction_checks, group_mass, group_vertices,
+from neuroclips_core.flatmaps_run import (AREA_GROUPS, direction_checks, group_mass, group_vertices,
                                           input_saliency, map_file, on_cortex)
+from neuroclips_core.models.blocks import voxel_weight_norms
 from neuroclips_core.notebook import parameter_list
 from neuroclips_core.config import ConfigError
 
 
+def linear(weight) -> torch.nn.Linear:
+    """An nn.Linear holding ``weight`` (hidden, V): the first layers the models expose."""
+    w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
+    layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    return layer
+
+
 def test_column_norms_are_placed_at_the_selected_vertices():
     w = np.array([[3.0, 0.0, 1.0], [4.0, 2.0, 0.0]])            # columns: norms 5, 2, 1
-    out = on_cortex(column_norms(torch.tensor(w)), np.array([10, 3, 7]), n_vertices=12)
+    out = on_cortex(voxel_weight_norms(linear(w)).numpy(), np.array([10, 3, 7]), n_vertices=12)
     assert out[10] == 5 and out[3] == 2 and out[7] == 1
     assert np.isnan(np.delete(out, [3, 7, 10])).all()
 
@@ -35,7 +45,7 @@ def test_saliency_of_a_linear_map_is_its_column_norm():
     rng = np.random.default_rng(0)
     w = torch.tensor(rng.normal(size=(40, 6)) * np.array([0.1, 1, 2, 0, 3, 0.5]), dtype=torch.float32)
     s = input_saliency(lambda x: x @ w.T, rng.normal(size=(256, 6)), probes=16)
-    np.testing.assert_allclose(s, column_norms(w), rtol=0.08, atol=1e-6)
+    np.testing.assert_allclose(s, voxel_weight_norms(linear(w)).numpy(), rtol=0.08, atol=1e-6)
     assert s[3] == 0
 
 
@@ -44,7 +54,7 @@ def test_saliency_follows_the_network_downstream():
     first = torch.tensor([[1.0, 0.0], [0.0, 1.0]])               # voxel v feeds hidden unit v alone
     s = input_saliency(lambda x: (x @ first.T)[:, :1] * 3.0, np.ones((8, 2)), probes=4)
     assert s[0] == pytest.approx(3.0, rel=0.5) and s[1] == 0
-    assert column_norms(first)[1] == 1
+    assert voxel_weight_norms(linear(first))[1] == 1
 
 
 def test_saliency_refuses_non_finite_fmri():
