@@ -6,6 +6,7 @@ runs ``python -m neuroclips_core vendor-assets``)."""
 from __future__ import annotations
 
 import http.server
+import os
 import re
 import shutil
 import subprocess
@@ -54,8 +55,11 @@ def built_book(tmp_path_factory):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, book / "page.ipynb")
     out = book.parent / "out"
+    # CI exports MPLBACKEND=Agg, under which the kernel's plt.show() draws nothing; the chapters switch back to
+    # inline through neuroclips_core.notebook, and this page simply runs without the variable
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     run = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "--path-output",
-                          str(out), "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=600)
+                          str(out), "-W", "-n", "--keep-going"], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, f"jupyter-book build failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
     return out / "_build" / "html"
 
@@ -105,5 +109,6 @@ def test_page_renders_offline_in_chromium(built_book, tmp_path):
         server.shutdown()
     assert not refused, f"the page asked for remote URLs: {refused}"
     assert not failed, f"requests failed: {failed}"
-    assert images and all(w for _, w in images), f"images not loaded: {[s for s, w in images if not w]}"
+    assert images, "the page has no <img>: the figure cell drew nothing (was MPLBACKEND=Agg seen by the kernel?)"
+    assert all(w for _, w in images), f"images not loaded: {[s for s, w in images if not w]}"
     assert shot.stat().st_size > 10_000
