@@ -63,6 +63,10 @@
 #   only 58 %).
 # - *Ridge start of the fMRI layer (sim only)*: there is no MindEye2 checkpoint to start from (the official code
 #   loads one NSD subject's weights for every cc2017 subject), and the CPU budget is 10 epochs.
+# - *The prior's stage is short but not starved (sim)*: 30 epochs at lr 1e-3 against the official 150 at 3e-4.
+#   A first budget of 6 epochs left the prior unconverged: on the validation split its samples identified their
+#   clip no better than chance, though their clip_voxels condition did at 0.42 (pools of 300). Sixteen more epochs
+#   took that to 0.11 and were still gaining (`benchmarks/probe_prior_training.py`, validation split only).
 # - *Beta guidance as the paper describes it*: unCLIP starts from the PR's **blurry frame**, VAE-encoded and
 #   noised to a chosen level (strength 0.6: the last 60 % of the steps run), conditioned on the prior's tokens.
 #   The official `recon_keyframe.py` never reads the blurry video and starts from pure noise; that is the
