@@ -261,15 +261,16 @@ print(json.dumps(checks, indent=1))
 
 # %% [markdown]
 # **Measured on a seed none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips, so one pool of
-# 240, chance 0.004; `papermill book/03_semantics.ipynb out.ipynb -p seed 12 -p subject 1`, 7 minutes on 2 cores
-# with chapter 02's run on disk): keyframe retrieval 0.388 and fMRI retrieval 0.396 (93 × chance; ridge alone
-# 0.150 / 0.329), where the paper reports 0.231 / 0.207 on cc2017 in pools of 300. The diffusion prior is the weak
-# link: its sampled tokens retrieve their keyframe 0.021 of the time, and the unCLIP stand-in draws the class
-# from even the *true* tokens only 9 % of the time (chapter 00b). So the keyframes carry layout and colour, not
-# class: 50-way 0.118 ± 0.004 from the blurry frame and 0.134 from noise (chance 0.058; the issue asks 0.20),
-# SSIM S2 0.693 against 0.622 from noise; captions name the class 0.042 of the time, 2.8 × the 0.015 of random
-# training captions. Issue 5 stays open on the 50-way criterion; the next steps are a longer prior (the official
-# recipe trains it 150 epochs, this one 6) and a stronger unCLIP stand-in.
+# 240, chance 0.004; `papermill book/03_semantics.ipynb out.ipynb -p seed 12 -p subject 1`, 21 minutes on 2 cores
+# with chapter 02's run on disk, 15 of them the prior): keyframe retrieval 0.388 and fMRI retrieval 0.396
+# (93 × chance; ridge alone 0.150 / 0.329), where the paper reports 0.231 / 0.207 on cc2017 in pools of 300. The
+# prior's sampled tokens retrieve their keyframe 0.150 of the time (0.021 with the first, 6-epoch prior). The
+# unCLIP stand-in is now the weak link: it draws the class from even the *true* tokens only 9 % of the time
+# (chapter 00b). So the keyframes carry layout and colour and some class: 50-way 0.188 ± 0.004 from the blurry
+# frame and 0.181 from noise (chance 0.058; the issue asks 0.20; 0.118 with the 6-epoch prior), SSIM S2 0.681
+# against 0.605 from noise; the keyframes identify their clip's true keyframe 0.042 of the time (10 × chance);
+# captions name the class 0.063 of the time, 4.2 × the 0.015 of random training captions. The next step is a
+# stronger unCLIP stand-in.
 
 # %% [markdown]
 # ## Looking at them

@@ -265,16 +265,17 @@ print(json.dumps(checks, indent=1))
 
 # %% [markdown]
 # **Measured on a seed none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips; `papermill
-# book/04_inference.ipynb out.ipynb -p seed 12 -p subject 1`, 13 minutes on 2 cores with chapters 02 and 03 on
-# disk). Generation takes 252 s for the 240 clips (1.05 s a clip; the same settings measured 0.91-1.33 s a clip on
-# this machine, `benchmarks/bench_inference.py`), scoring 27 s. The full model: SSIM S2 0.668,
-# frame 50-way 0.086 ± 0.006, video 50-way 0.067, CLIP-pcc 0.669. The blurry video alone: SSIM S2 0.764, frame
-# 50-way 0.073, video 50-way 0.070, CLIP-pcc 1.000 (its frames barely change). Without the blurry video: SSIM S2
-# 0.603, frame 50-way 0.073. The ground truth's own CLIP-pcc (6 frames) is 0.901.
+# book/04_inference.ipynb out.ipynb -p seed 12 -p subject 1 -p compare no_keyframe,no_blurry,fmri_caption`,
+# 22 minutes on 2 cores with chapters 02 and 03 on disk). Generation takes 311 s for the 240 clips (1.30 s a clip;
+# the same settings measured 0.91-1.33 s a clip on this machine, `benchmarks/bench_inference.py`), scoring 29 s.
+# The full model: SSIM S2 0.666, frame 50-way 0.088 ± 0.002, video 50-way 0.066, CLIP-pcc 0.669. The blurry
+# video alone: SSIM S2 0.764, frame 50-way 0.073, video 50-way 0.070, CLIP-pcc 1.000 (its frames barely change).
+# Without the blurry video: SSIM S2 0.602, frame 50-way 0.065. The ground truth's own CLIP-pcc (6 frames) is 0.901.
 #
-# So alpha guidance works as the paper says: the blurry video lifts SSIM from 0.603 to 0.668. The keyframe adds
-# a little class information over the blurry video at frame level (0.086 against 0.073, about 2 SE), and none at
-# video level. The videos flicker (CLIP-pcc 0.67 against the truth's 0.90). Two of the issue's four checks pass.
-# The limits are the stand-ins', measured in chapter 00b: keyframes that carry layout and colour but rarely the
-# class (chapter 03: 50-way 0.118), a video model whose frames the classifier reads at near chance (0.027), and a
-# caption it ignores. Issue 6 stays open on those criteria.
+# So alpha guidance works as the paper says: the blurry video lifts SSIM from 0.602 to 0.666. The keyframe adds
+# a little class information over the blurry video at frame level (0.088 against 0.073), and none at video level.
+# The videos flicker (CLIP-pcc 0.67 against the truth's 0.90). Two of the issue's four checks pass. Better
+# keyframes did not move the videos: chapter 03's longer prior raised the keyframes' own 50-way from 0.118 to
+# 0.188, and the full model's frame 50-way went from 0.086 to 0.088. The limit is the video stand-ins', measured
+# in chapter 00b: a SparseCtrl whose hold on frame 0 is weak, a video model whose frames the classifier reads at
+# near chance (0.027), and a caption it ignores. Issue 6 stays open on those criteria.
