@@ -269,8 +269,9 @@ print(json.dumps(checks, indent=1))
 # (chapter 00b). So the keyframes carry layout and colour and some class: 50-way 0.188 ± 0.004 from the blurry
 # frame and 0.181 from noise (chance 0.058; the issue asks 0.20; 0.118 with the 6-epoch prior), SSIM S2 0.681
 # against 0.605 from noise; the keyframes identify their clip's true keyframe 0.042 of the time (10 × chance);
-# captions name the class 0.063 of the time, 4.2 × the 0.015 of random training captions. The next step is a
-# stronger unCLIP stand-in.
+# captions name the class 0.063 of the time, 4.2 × the 0.015 of random training captions. Subject 2 (`-p subject
+# 2`): 50-way 0.204 ± 0.004 (0.164 from noise), identification 0.054 (13 × chance), SSIM S2 0.684 against 0.609.
+# The next step is a stronger unCLIP stand-in.
 
 # %% [markdown]
 # ## Looking at them

@@ -49,7 +49,7 @@ official code starts from is not loaded: it is one NSD subject's, loaded for eve
 ``sim()``, the default on cc2017-sim, keeps the **official two-stage recipe**, for three reasons: it is what the
 authors ran; each stage is selected on its own measure; and it is the cheaper one on a CPU, since the backbone
 epochs do not pay for the prior and the prior epochs do not pay for the SR's backward pass (the joint Eq. 4 pays
-both every step).  Its sizes and lengths follow the CPU budget of a few minutes per subject on 2 cores.  Measured
+both every step).  Its sizes and lengths follow a CPU budget of minutes per subject on 2 cores.  Measured
 here (one thread, CPU time, sim sizes, V = 6000, tokens 64 x 128): an SR training step of 64 clips 0.34 s, a prior
 step (depth 4) of 64 clips 1.23 s, 20-step DDIM sampling of 16 clips 2.2 s.  So: the backbone 10 epochs at batch
 128, lr 3e-4 (~3840 x 10 clips, ~3.5 CPU minutes); the prior at **depth 2** (half of ``PriorConfig.sim``'s 4) for
@@ -63,9 +63,9 @@ The prior's length was first 6 epochs at lr 3e-4 (budget, not tuned). That prior
 top-1 in pools of 300 (chance 0.003) while the clip_voxels they are conditioned on did at 0.42, so its tokens
 carried almost nothing of the clip into unCLIP. Training it further (measured on that split, the SR frozen,
 ``benchmarks/probe_prior_training.py``): 16 more epochs at lr 3e-4 took its validation MSE from 0.62 to 0.25 and
-sample identification to 0.11; at lr 1e-3, to 0.20 and 0.11, still rising. So 30 epochs at lr 1e-3: ~20 s an epoch
-on 2 cores, ~10 minutes, the bulk of the SR's ~13 minutes per subject. The paper recipe's 150 epochs say the same:
-the prior is the slow part to train.
+sample identification to 0.11; at lr 1e-3, to 0.20 and 0.11, still rising. So 30 epochs at lr 1e-3: ~30 s an epoch
+on 2 cores, ~15 minutes, the bulk of the SR's ~20 minutes per subject (seed 12, subjects 1 and 2: 893 and 874 s).
+The paper recipe's 150 epochs say the same: the prior is the slow part to train.
 
 ``quick()`` trains on at most 240 clips for a few epochs.
 
