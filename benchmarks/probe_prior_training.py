@@ -46,10 +46,9 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="train a fresh prior of the same config instead")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-
     cfg = chapter_config(profile="sim", subject=args.subject, quick=False, seed=args.seed, data_root=None,
                          run_root=args.run_root)
+    torch.set_num_threads(args.threads)          # after chapter_config, which sets 2
     store = ensure_store(cfg, args.subject, progress=False)
     semantics = load_semantics_result(cfg, args.subject)
     models = semantics.load_models(n_voxels=store.n_voxels)
