@@ -6,6 +6,7 @@ theta), only smaller: 64 px frames and 2 DDIM steps.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from types import SimpleNamespace
@@ -227,6 +228,29 @@ def test_keyframe_latent_sits_at_frame_0_with_its_mask_on_both_cfg_branches(pipe
     expected = video_latents(pipe.vae, frames[:, None])[:, :, 0]
     torch.testing.assert_close(cond[:2, :, 0], expected)          # unconditional branch
     torch.testing.assert_close(cond[2:, :, 0], expected)          # text branch
+
+
+def test_keyframe_scale_weighs_the_sparsectrl_residuals(pipe):
+    """Scale 0 gives the no-keyframe video; scale 2 moves the output further from it than scale 1 does (the
+    residuals enter a nonlinear UNet, so only the order is asserted); a value outside [0, 10] is refused."""
+    blurry, keyframes, captions = _inputs(1)
+    kw = dict(seeds=[0], output_type="latent", progress=False)
+    real = pipe.controlnet
+    try:    # a fresh SparseCtrl's output convolutions are zero (ControlNet's init): give them weights to weigh
+        pipe.controlnet = copy.deepcopy(real)
+        with torch.no_grad():
+            for name, param in pipe.controlnet.named_parameters():
+                if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+                    param.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(0))
+        bare = pipe(blurry, keyframes, captions, use_keyframe=False, **kw)
+        at = {s: pipe(blurry, keyframes, captions, config=SMALL.replace(keyframe_scale=s), **kw)
+              for s in (0.0, 1.0, 2.0)}
+    finally:
+        pipe.controlnet = real
+    torch.testing.assert_close(at[0.0], bare, atol=1e-5, rtol=1e-5)
+    assert 1e-4 < (at[1.0] - bare).abs().mean() < (at[2.0] - bare).abs().mean()
+    with pytest.raises(ValueError, match=r"keyframe_scale.*\[0, 10\].*-1"):
+        VideoGenerationConfig(keyframe_scale=-1)
 
 
 def test_missing_controlnet_names_the_sparsectrl_role(folders):

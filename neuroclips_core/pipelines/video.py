@@ -71,6 +71,8 @@ class VideoGenerationConfig:
         height, width: frame size the models work at (official: 256 x 256); inputs are resized to it.
         theta: Eq. 5's place of the blurry video in the forward process, in [0, 1] (paper: 0.3).
         alpha_mode: ``"paper"`` (Eq. 5 with theta) or ``"official"`` (noised to the chain's first step, theta ignored).
+        keyframe_scale: the weight of the SparseCtrl's residuals in the UNet (diffusers' ``conditioning_scale``;
+            official code and AnimateDiff's own example: 1.0); larger holds the keyframe harder.
         prompt_suffix: appended to every caption (not to a missing one).
         negative_prompt: the unconditional branch of CFG ("" is diffusers' default and the stand-ins' training).
     """
@@ -82,12 +84,16 @@ class VideoGenerationConfig:
     width: int = 256
     theta: float = 0.3
     alpha_mode: str = "paper"
+    keyframe_scale: float = 1.0
     prompt_suffix: str = ""
     negative_prompt: str = ""
 
     def __post_init__(self):
         check_theta(self.theta)
         check_alpha_mode(self.alpha_mode)
+        if not isinstance(self.keyframe_scale, (int, float)) or not 0.0 <= float(self.keyframe_scale) <= 10.0:
+            raise ValueError(f"VideoGenerationConfig.keyframe_scale: expected a number in [0, 10] (the SparseCtrl "
+                             f"residuals' weight; 1.0 is the official value), found {self.keyframe_scale!r}")
         for name in ("num_inference_steps", "num_frames", "height", "width"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -301,7 +307,7 @@ class NeuroClipsVideoPipeline(DiffusionPipeline):
             latents = self._start_latents(seeds[a:b], None if clips is None else clips[a:b], shape, noising)
             out.append(denoise_videos(parts, prompts[a:b], None if key_images is None else key_images[a:b],
                                       latents=latents, steps=cfg.num_inference_steps,
-                                      guidance_scale=cfg.guidance_scale,
+                                      guidance_scale=cfg.guidance_scale, keyframe_scale=cfg.keyframe_scale,
                                       negative_captions=[cfg.negative_prompt] * (b - a)).float().cpu())
         latents = torch.cat(out)
         if output_type == "latent":

@@ -413,7 +413,7 @@ class VideoParts(NamedTuple):
 def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor | None = None,
                    latents: torch.Tensor | None = None, steps: int = 25, guidance_scale: float = 7.5,
                    generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES,
-                   negative_captions: list[str] | None = None) -> torch.Tensor:
+                   negative_captions: list[str] | None = None, keyframe_scale: float = 1.0) -> torch.Tensor:
     """DDIM with classifier-free guidance (the negative captions, by default the empty one, as the unconditional
     branch), the full chain of ``steps`` timesteps from the noisiest: final latents (B, 4, F, h, w).
 
@@ -426,6 +426,7 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
         steps, guidance_scale: DDIM steps (on a private copy of the t2v scheduler) and CFG scale (<= 1: no CFG,
             the unconditional branch is not run, as in diffusers' pipelines).
         negative_captions: B prompts of the unconditional branch (None: "" for each, diffusers' default).
+        keyframe_scale: the SparseCtrl residuals' weight (diffusers' ``conditioning_scale``; 1.0 as trained).
     """
     unet, text_encoder, tokenizer = parts.t2v["unet"], parts.t2v["text_encoder"], parts.t2v["tokenizer"]
     scheduler = type(parts.t2v["scheduler"]).from_config(parts.t2v["scheduler"].config)
@@ -450,7 +451,8 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
         if parts.controlnet is None:
             raise ValueError("keyframes given but no SparseCtrl (parts.controlnet) to hold them")
         cond, mask = keyframe_condition(encode_scaled(parts.vae, keyframes).to(device, dtype), num_frames)
-        control = dict(controlnet_cond=torch.cat([cond] * branches), conditioning_mask=torch.cat([mask] * branches))
+        control = dict(controlnet_cond=torch.cat([cond] * branches), conditioning_mask=torch.cat([mask] * branches),
+                       conditioning_scale=float(keyframe_scale))
     scheduler.set_timesteps(steps, device=device)
     for t in scheduler.timesteps:
         x = scheduler.scale_model_input(torch.cat([latents] * branches), t)
