@@ -260,7 +260,7 @@ if compare_starts and "blurry" in variants and "noise" in variants:
 print(json.dumps(checks, indent=1))
 
 # %% [markdown]
-# **Measured on a seed none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips, so one pool of
+# **Measured on test clips none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips, so one pool of
 # 240, chance 0.004; `papermill book/03_semantics.ipynb out.ipynb -p seed 12 -p subject 1`, 21 minutes on 2 cores
 # with chapter 02's run on disk, 15 of them the prior): keyframe retrieval 0.388 and fMRI retrieval 0.396
 # (93 × chance; ridge alone 0.150 / 0.329), where the paper reports 0.231 / 0.207 on cc2017 in pools of 300. The

@@ -76,13 +76,16 @@ in the output folder.
 27.5 min; held-out loss 0.119 with the caption and 0.119 with the empty one: the caption is still ignored;
 direction agreement from the caption alone 0.545 on the 44 moving clips (24 of 44, one-sided binomial p = 0.33:
 not distinguishable from chance; target 0.6), speed 0.55x the ground truth's, frames classified 0.027 (chance
-0.016).  The first full run (1400 steps, loss cap 20) gave 0.500 and speed 2.0x.  sparsectrl (on that t2v): 600
-steps in 6.4 min, evaluation 7.2 min; frame 0's SSIM to its keyframe 0.521 against 0.475 to an unrelated one
-(margin 0.045, target 0.15; 0.030 for the zero-initialised embedding at 400 steps on the first t2v), direction
-from the caption 0.500; **with alpha guidance** the videos move the way their clips do in 0.818 of the moving
-clips (the blurry clips themselves 0.955; mean cosine 0.48) and frame 0 is 0.118 closer in SSIM to its own
-keyframe than to an unrelated one.  So in NeuroClips' use the motion comes from the blurry video and the layout
-from blurry video and keyframe, while the caption carries nothing at this budget: gamma guidance is inert in the
+0.016).  The first full run (1400 steps, loss cap 20) gave 0.500 and speed 2.0x.  sparsectrl (on that t2v): 3600
+steps in 37 min (~31 min alone: the first 300 shared the cores with a data simulation), evaluation 6 min;
+held-out loss 0.114 with the keyframe's residuals against 0.119 for the t2v UNet alone; frame 0's SSIM to its
+keyframe 0.572 against 0.469 to an unrelated one (margin 0.103, target 0.15), direction from the caption 0.477
+(chance); **with alpha guidance** the videos move the way their clips do in 0.818 of the moving clips (the blurry
+clips themselves 0.955; mean cosine 0.57) and frame 0 is 0.150 closer in SSIM to its own keyframe than to an
+unrelated one.  The first shipped SparseCtrl, 600 steps (6.4 min), gave margins 0.045 and 0.118, held-out loss
+0.118, mean cosine 0.48 (0.030 for the zero-initialised embedding at 400 steps on the first t2v): six times the
+steps more than doubled its hold on frame 0.  So in NeuroClips' use the motion comes from the blurry video and
+the layout from blurry video and keyframe, while the caption carries nothing at this budget: gamma guidance is inert in the
 sim profile (so the sim's video config runs without CFG, ``VideoGenerationConfig.sim``).
 """
 from __future__ import annotations
@@ -696,7 +699,7 @@ class SparseCtrlRecipe(_VideoRecipe):
 
     @staticmethod
     def full_config() -> SparseCtrlConfig:
-        return SparseCtrlConfig(steps=600, batch=2, lr=5e-4, warmup=50, weight_decay=0.01, eval_size=48,
+        return SparseCtrlConfig(steps=3600, batch=2, lr=5e-4, warmup=50, weight_decay=0.01, eval_size=48,
                                 high_noise_weight=1000.0, timestep_power=3.0)
 
     @staticmethod
