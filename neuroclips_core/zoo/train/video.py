@@ -85,8 +85,8 @@ clips themselves 0.955; mean cosine 0.57) and frame 0 is 0.150 closer in SSIM to
 unrelated one.  The first shipped SparseCtrl, 600 steps (6.4 min), gave margins 0.045 and 0.118, held-out loss
 0.118, mean cosine 0.48 (0.030 for the zero-initialised embedding at 400 steps on the first t2v): six times the
 steps more than doubled its hold on frame 0.  So in NeuroClips' use the motion comes from the blurry video and
-the layout from blurry video and keyframe, while the caption carries nothing at this budget: gamma guidance is inert in the
-sim profile (so the sim's video config runs without CFG, ``VideoGenerationConfig.sim``).
+the layout from blurry video and keyframe, while the caption carries nothing at this budget: gamma guidance is
+inert in the sim profile (so the sim's video config runs without CFG, ``VideoGenerationConfig.sim``).
 """
 from __future__ import annotations
 
