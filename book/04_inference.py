@@ -49,6 +49,10 @@
 #   from the same noise, so ablations differ by their guidance alone.
 # - *VAE posterior means* for the blurry frames and the keyframe, so a video is a function of its inputs and seed.
 # - *Batched*, in the models' dtype; the official code runs one clip at a time in fp32.
+# - *Independent noise per frame*, as the paper and the official code. `frame_noise_share` (off by default) lets a
+#   clip's frames share part of their starting noise, PYoCo's "mixed" video-noise prior, which ties frames
+#   together when the video model's motion module is too weak to. It is measured below, and left off: it smooths
+#   the stand-ins' videos, but the shared noise then sets the layout in place of the blurry video.
 # - *The sim profile* runs the stand-ins at their 64 px, a 5-step chain and no CFG (the 2-core budget: 5 minutes for
 #   the 240 test clips; the caption is inert in the t2v stand-in, so CFG would only double the cost, see
 #   `VideoGenerationConfig.sim`); the paper profile keeps the official settings: 25 DDIM steps, CFG 8.5, 16 frames
@@ -86,6 +90,7 @@ data_root = None
 run_root = None
 theta = None               # Eq. 5's theta in [0, 1]; None: the profile's (0.3, the paper's)
 alpha_mode = "paper"       # "paper": Eq. 5 with theta; "official": noised to the chain's first step, theta ignored
+frame_noise_share = None   # fraction in [0, 1] of the starting noise a clip's frames share; None: the profile's (0)
 compare = None             # variants beside "full"; None: ["no_blurry"] ([] in quick mode); chapter 06 runs them all
 n_clips = None             # generate and score the first n test clips; None: all (the first 24 in quick mode)
 retrain = False            # generate again even if this exact run is already on disk
@@ -94,7 +99,9 @@ retrain = False            # generate again even if this exact run is already on
 cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
                      data_root=data_root, run_root=run_root)
 compare = parameter_list(compare, VARIANTS, "compare", [] if cfg.quick else ["no_blurry"])   # "-p compare a,b"
-config = generation_config(cfg).replace(alpha_mode=alpha_mode, **({"theta": float(theta)} if theta is not None else {}))
+config = generation_config(cfg).replace(
+    alpha_mode=alpha_mode, **({"theta": float(theta)} if theta is not None else {}),
+    **({"frame_noise_share": float(frame_noise_share)} if frame_noise_share is not None else {}))
 pd.Series(dataclasses.asdict(config)).to_frame("generation config")
 
 # %% [markdown]

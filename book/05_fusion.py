@@ -179,3 +179,22 @@ for j, r in results.items():
     print(f"judge '{j}': accuracy >= 0.8: {r.summary['judge']['accuracy'] >= 0.8} "
           f"({r.summary['judge']['accuracy']:.3f});  fused smoother: "
           f"{c['fused']['n'] > 0 and c['fused']['mean'] > c['unfused']['mean']}")
+
+# %% [markdown]
+# **Measured on test clips none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips, 239
+# neighbouring pairs, 63% of them the same class; `papermill book/05_fusion.ipynb out.ipynb -p seed 12 -p run_root
+# runs/seed12 -p subject 1`, 8 minutes on 2 cores with chapter 04 on disk, 101 s of it regenerating the chains'
+# later clips for each judge).
+#
+# | judge | held-out accuracy | balanced | always "same" | boundaries joined | CLIP cosine at a joined boundary: fused / unfused / ground truth |
+# |---|---|---|---|---|---|
+# | `keyframe` (the paper's) | 0.619 | 0.597 | 0.632 | 120 | **0.674** / 0.601 / 0.910 |
+# | `evidence` | 0.741 | 0.726 | 0.632 | 118 | **0.687** / 0.626 / 0.943 |
+#
+# The fusion does what the paper says, on average: starting a clip from the previous clip's last frame raises the
+# similarity where two clips meet by 0.06-0.07, though only at 60% of the boundaries it joins (the scatter above),
+# because the video stand-ins hold their frame 0 loosely. The judge is the weak part. The paper's judge sees
+# only the two reconstructed keyframes, and the stand-in unCLIP's keyframes carry little of their clip's class
+# (chapter 03: keyframe 50-way 0.19), so it does no better than always answering "same". The other reconstructions
+# hold more: the `evidence` judge's 0.741 comes mostly from how alike the two fMRI samples and the two blurry videos
+# are. Neither reaches issue 7's 0.8.

@@ -315,3 +315,48 @@ def test_bad_inputs_say_what_was_expected_and_found(pipe, case, pattern):
         blurry = None
     with pytest.raises(ValueError, match=pattern):
         pipe(blurry, keyframes, captions, seeds=seeds, progress=False)
+
+
+def test_frame_noise_share_mixes_a_noise_all_frames_share():
+    """Share 0 is the independent noise drawn before the option existed; share s keeps every element N(0, 1) and
+    correlates two frames by s; share 1 gives every frame the same noise; a share outside [0, 1] is refused."""
+    shape = (4, FRAMES, 16, 16)
+    state = int(np.random.SeedSequence([7, 0]).generate_state(1)[0])
+    torch.testing.assert_close(sampler.clip_noise(7, 0, shape), torch.randn(shape, generator=torch.Generator()
+                                                                           .manual_seed(state)))
+    mixed = sampler.clip_noise(7, 0, shape, frame_share=0.8)
+    assert abs(float(mixed.std()) - 1.0) < 0.05
+    assert abs(_corr(mixed[:, 3], mixed[:, 11]) - 0.8) < 0.08
+    assert abs(_corr(sampler.clip_noise(7, 0, shape)[:, 3], sampler.clip_noise(7, 0, shape)[:, 11])) < 0.1
+    same = sampler.clip_noise(7, 0, shape, frame_share=1.0)
+    torch.testing.assert_close(same[:, 0], same[:, FRAMES - 1])
+    with pytest.raises(ValueError, match=r"frame_share.*\[0, 1\]"):
+        sampler.clip_noise(7, 0, shape, frame_share=1.5)
+    with pytest.raises(ValueError, match=r"frame_noise_share.*\[0, 1\].*-0.1"):
+        VideoGenerationConfig(frame_noise_share=-0.1)
+
+
+def test_frame_noise_share_reaches_the_chain(pipe):
+    """The pipeline's starting latents use the config's share: with share 1 and no blurry video every frame starts
+    from the same noise, so the first denoising step sees frames equal up to the motion module's mixing."""
+    blurry, keyframes, captions = _inputs(1)
+    seen = {}
+    real = sampler.denoise_videos
+
+    def spy(parts, caps, keys=None, *, latents, **kw):
+        seen["z"] = latents.clone()
+        return real(parts, caps, keys, latents=latents, **kw)
+
+    from neuroclips_core.pipelines import video as video_module
+    video_module.denoise_videos, saved = spy, video_module.denoise_videos
+    try:
+        pipe(blurry, keyframes, captions, seeds=[3], use_blurry=False, use_keyframe=False, progress=False,
+             config=SMALL.replace(frame_noise_share=1.0), output_type="latent")
+        shared = seen["z"]
+        pipe(blurry, keyframes, captions, seeds=[3], use_blurry=False, use_keyframe=False, progress=False,
+             output_type="latent")
+        own = seen["z"]
+    finally:
+        video_module.denoise_videos = saved
+    torch.testing.assert_close(shared[:, :, 0], shared[:, :, FRAMES - 1])
+    assert (own[:, :, 0] - own[:, :, FRAMES - 1]).abs().mean() > 0.5

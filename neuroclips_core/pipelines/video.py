@@ -73,6 +73,8 @@ class VideoGenerationConfig:
         alpha_mode: ``"paper"`` (Eq. 5 with theta) or ``"official"`` (noised to the chain's first step, theta ignored).
         keyframe_scale: the weight of the SparseCtrl's residuals in the UNet (diffusers' ``conditioning_scale``;
             official code and AnimateDiff's own example: 1.0); larger holds the keyframe harder.
+        frame_noise_share: the fraction of the starting noise's variance that a clip's frames share (0: independent
+            frames, as the paper and official code; see :func:`~neuroclips_core.zoo.train.video.clip_noise`).
         prompt_suffix: appended to every caption (not to a missing one).
         negative_prompt: the unconditional branch of CFG ("" is diffusers' default and the stand-ins' training).
     """
@@ -85,6 +87,7 @@ class VideoGenerationConfig:
     theta: float = 0.3
     alpha_mode: str = "paper"
     keyframe_scale: float = 1.0
+    frame_noise_share: float = 0.0
     prompt_suffix: str = ""
     negative_prompt: str = ""
 
@@ -94,6 +97,10 @@ class VideoGenerationConfig:
         if not isinstance(self.keyframe_scale, (int, float)) or not 0.0 <= float(self.keyframe_scale) <= 10.0:
             raise ValueError(f"VideoGenerationConfig.keyframe_scale: expected a number in [0, 10] (the SparseCtrl "
                              f"residuals' weight; 1.0 is the official value), found {self.keyframe_scale!r}")
+        if not isinstance(self.frame_noise_share, (int, float)) or not 0.0 <= float(self.frame_noise_share) <= 1.0:
+            raise ValueError(f"VideoGenerationConfig.frame_noise_share: expected a fraction in [0, 1] of the starting "
+                             f"noise shared by a clip's frames (0 is the paper's independent noise), found "
+                             f"{self.frame_noise_share!r}")
         for name in ("num_inference_steps", "num_frames", "height", "width"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -304,7 +311,8 @@ class NeuroClipsVideoPipeline(DiffusionPipeline):
         out = []
         for a in starts:
             b = min(a + batch_size, n)
-            latents = self._start_latents(seeds[a:b], None if clips is None else clips[a:b], shape, noising)
+            latents = self._start_latents(seeds[a:b], None if clips is None else clips[a:b], shape, noising,
+                                          cfg.frame_noise_share)
             out.append(denoise_videos(parts, prompts[a:b], None if key_images is None else key_images[a:b],
                                       latents=latents, steps=cfg.num_inference_steps,
                                       guidance_scale=cfg.guidance_scale, keyframe_scale=cfg.keyframe_scale,
@@ -315,13 +323,13 @@ class NeuroClipsVideoPipeline(DiffusionPipeline):
         return decode_latents(self.vae, latents.transpose(1, 2).numpy())
 
     def _start_latents(self, seeds: list[int], clips: torch.Tensor | None, shape: tuple,
-                       noising: AlphaNoising) -> torch.Tensor:
+                       noising: AlphaNoising, frame_share: float = 0.0) -> torch.Tensor:
         """The chain's z_T (b, 4, F, h, w): Eq. 5 on the blurry clips (b, F, 3, H, W), or pure noise without them.
 
-        Clip i's noise is ``clip_noise(seeds[i], 0)``: its own seed alone decides it (never its place in the batch),
-        drawn on the CPU so a seed gives the same noise on every device.
+        Clip i's noise is ``clip_noise(seeds[i], 0, frame_share=frame_share)``: its own seed alone decides it (never
+        its place in the batch), drawn on the CPU so a seed gives the same noise on every device.
         """
-        eps = torch.stack([clip_noise(seed, 0, shape) for seed in seeds]).to(self.unet.device)
+        eps = torch.stack([clip_noise(seed, 0, shape, frame_share) for seed in seeds]).to(self.unet.device)
         if clips is None:
             return eps
         return alpha_start_latents(video_latents(self.vae, clips).to(eps.device), eps, noising)

@@ -91,6 +91,7 @@ inert in the sim profile (so the sim's video config runs without CFG, ``VideoGen
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -471,10 +472,23 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
     return latents
 
 
-def clip_noise(seed: int, index: int, shape: tuple) -> torch.Tensor:
-    """The starting noise of clip ``index`` of a generation seeded ``seed`` (independent of batching)."""
-    state = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-    return torch.randn(shape, generator=torch.Generator().manual_seed(state))
+def clip_noise(seed: int, index: int, shape: tuple, frame_share: float = 0.0) -> torch.Tensor:
+    """The starting noise (C, F, h, w) of clip ``index`` of a generation seeded ``seed`` (independent of batching).
+
+    ``frame_share`` is the fraction of each element's variance that all F frames share: the noise is
+    ``sqrt(s) * shared + sqrt(1 - s) * own`` with ``shared`` (C, 1, h, w) drawn once per clip, so every element stays
+    N(0, 1) and two frames' noises correlate by ``s`` (the "mixed" video noise prior of PYoCo, Ge et al. 2023).
+    0 is the paper's independent noise; the shared part is drawn after the independent one, so ``s = 0`` gives
+    exactly the noise it always gave.
+    """
+    if not 0.0 <= float(frame_share) <= 1.0:
+        raise ValueError(f"frame_share: expected a fraction of the noise variance in [0, 1], found {frame_share!r}")
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
+    own = torch.randn(shape, generator=generator)
+    if frame_share == 0:
+        return own
+    shared = torch.randn((shape[0], 1, *shape[2:]), generator=generator)
+    return math.sqrt(frame_share) * shared + math.sqrt(1.0 - frame_share) * own
 
 
 @torch.no_grad()
@@ -507,10 +521,10 @@ def blurred_clips(clips: torch.Tensor, size: int = BLURRY_SIZE) -> torch.Tensor:
 @torch.no_grad()
 def alpha_guided_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor, blurry: torch.Tensor,
                         theta: float = ALPHA_THETA, steps: int = ALPHA_STEPS, guidance_scale: float = 7.5,
-                        seed: int = 0, batch: int = 8) -> torch.Tensor:
+                        seed: int = 0, batch: int = 8, frame_share: float = 0.0) -> torch.Tensor:
     """NeuroClips' generation in full: videos (B, F, 3, S, S) from the blurry clips (B, F, 3, S, S) noised by Eq. 5
     (alpha), the keyframes (B, 3, S, S) through the SparseCtrl (beta) and the captions (gamma); clip ``i``'s noise
-    is :func:`clip_noise` ``(seed, i)``.  (:class:`~neuroclips_core.pipelines.video.NeuroClipsVideoPipeline` is the
+    is :func:`clip_noise` ``(seed, i, frame_share=frame_share)``.  (:class:`~neuroclips_core.pipelines.video.NeuroClipsVideoPipeline` is the
     same chain with its input checks and options; this is the recipe's evaluation, on tensors.)"""
     from ...pipelines.alpha_guidance import alpha_noising, alpha_start_latents
 
@@ -518,7 +532,7 @@ def alpha_guided_videos(parts: VideoParts, captions: list[str], keyframes: torch
     out = []
     for a in range(0, len(captions), batch):
         z = video_latents(parts.vae, blurry[a:a + batch])
-        eps = torch.stack([clip_noise(seed, i, tuple(z.shape[1:])) for i in range(a, a + len(z))])
+        eps = torch.stack([clip_noise(seed, i, tuple(z.shape[1:]), frame_share) for i in range(a, a + len(z))])
         latents = denoise_videos(parts, captions[a:a + batch], keyframes[a:a + batch],
                                  latents=alpha_start_latents(z, eps, noising), steps=steps,
                                  guidance_scale=guidance_scale)
