@@ -186,7 +186,7 @@ for j, r in results.items():
 # runs/seed12 -p subject 1`, 8 minutes on 2 cores with chapter 04 on disk, 101 s of it regenerating the chains'
 # later clips for each judge).
 #
-# | judge | held-out accuracy | balanced | always "same" | boundaries joined | CLIP cosine at a joined boundary: fused / unfused / ground truth |
+# | judge | held-out accuracy | balanced | always "same" | boundaries joined | boundary cosine: fused / unfused / truth |
 # |---|---|---|---|---|---|
 # | `keyframe` (the paper's) | 0.619 | 0.597 | 0.632 | 120 | **0.674** / 0.601 / 0.910 |
 # | `evidence` | 0.741 | 0.726 | 0.632 | 118 | **0.687** / 0.626 / 0.943 |
