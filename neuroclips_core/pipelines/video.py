@@ -28,6 +28,10 @@ tested equal to diffusers' AnimateDiff pipelines), so the stand-ins are evaluate
 - VAE encodings (blurry frames, keyframe) take the posterior mean, not a posterior sample: the output is then a
   function of the inputs and the seed alone.  For SD's VAE the posterior's spread is tiny beside the latents.
 - The official code runs one clip at a time in fp32; here clips are batched, in the models' dtype.
+
+Not a departure, an option: ``frame_noise_share`` lets a clip's frames share part of their starting noise.  It is
+off (0) in both profiles, as in the paper.  ``benchmarks/probe_frame_noise.py`` measured why: on the stand-ins it
+smooths the videos but lets the shared noise, not the blurry video, set the layout.
 """
 from __future__ import annotations
 

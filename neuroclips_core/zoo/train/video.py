@@ -524,8 +524,9 @@ def alpha_guided_videos(parts: VideoParts, captions: list[str], keyframes: torch
                         seed: int = 0, batch: int = 8, frame_share: float = 0.0) -> torch.Tensor:
     """NeuroClips' generation in full: videos (B, F, 3, S, S) from the blurry clips (B, F, 3, S, S) noised by Eq. 5
     (alpha), the keyframes (B, 3, S, S) through the SparseCtrl (beta) and the captions (gamma); clip ``i``'s noise
-    is :func:`clip_noise` ``(seed, i, frame_share=frame_share)``.  (:class:`~neuroclips_core.pipelines.video.NeuroClipsVideoPipeline` is the
-    same chain with its input checks and options; this is the recipe's evaluation, on tensors.)"""
+    is :func:`clip_noise` ``(seed, i, frame_share=frame_share)``.
+    (:class:`~neuroclips_core.pipelines.video.NeuroClipsVideoPipeline` is the same chain with its input checks and
+    options; this is the recipe's evaluation, on tensors.)"""
     from ...pipelines.alpha_guidance import alpha_noising, alpha_start_latents
 
     noising = alpha_noising(theta, parts.t2v["scheduler"], steps)
