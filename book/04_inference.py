@@ -256,7 +256,6 @@ browser
 # %% [markdown]
 # ## Acceptance (issue 6), this subject
 #
-#
 # Each check beside its margin: for the comparisons of two runs on the same clips, the SEM of the per-clip
 # difference says whether the margin is more than the clips' noise (a 50-way success rate per clip is noisy: 100
 # trials of one video).
