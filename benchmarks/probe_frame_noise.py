@@ -15,7 +15,7 @@ keyframe's place (frame ``3 * KEYFRAME_INDEX`` at 8 FPS), the prompt is its corp
 04's (:func:`neuroclips_core.video_run.score_videos`) against the clip's 6 frames at the aligned places, plus the
 motion-direction agreement of chapter 00b::
 
-    .venv/bin/python benchmarks/probe_frame_noise.py --clips 48 --shares 0,0.5,0.7,0.8,0.9
+    .venv/bin/python benchmarks/probe_frame_noise.py --clips 48 --shares 0,0.5,0.8,0.9,0.95   # and --shares 0,0.9 --steps 10
 
 **Measured** (corpus seed 0, 48 held-out clips, 2 threads, 2026-12-01; SparseCtrl stand-in of 3600 steps; ground
 truth: CLIP-pcc@3fps 0.929; "sim-to-truth" is the CLIP cosine of each aligned frame to its true frame; "direction"
@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from neuroclips_core.artifacts import profile_role
+from neuroclips_core.data.sim_stimuli import to_uint8
 from neuroclips_core.metrics_semantic import aligned_frame_indices, clip_pcc, clip_video_embeddings
 from neuroclips_core.notebook import chapter_config
 from neuroclips_core.semantics_run import KEYFRAME_INDEX
@@ -62,14 +63,14 @@ def floats(text: str) -> list[float]:
 
 
 def uint8_videos(clips: torch.Tensor) -> np.ndarray:
-    """(N, F, 3, S, S) in [0, 1] -> uint8 (N, F, S, S, 3)."""
-    return (clips.permute(0, 1, 3, 4, 2).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    """(N, F, 3, S, S) in [0, 1] -> uint8 (N, F, S, S, 3), as the simulator writes frames."""
+    return to_uint8(np.moveaxis(clips.numpy(), -3, -1))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=48)
-    ap.add_argument("--shares", type=floats, default=floats("0,0.5,0.7,0.8,0.9"))
+    ap.add_argument("--shares", type=floats, default=floats("0,0.5,0.8,0.9,0.95"))
     ap.add_argument("--corpus-seed", type=int, default=0, help="the stand-ins' corpus seed (their held-out split)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the sim profile's)")

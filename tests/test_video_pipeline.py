@@ -336,27 +336,22 @@ def test_frame_noise_share_mixes_a_noise_all_frames_share():
         VideoGenerationConfig(frame_noise_share=-0.1)
 
 
-def test_frame_noise_share_reaches_the_chain(pipe):
+def test_frame_noise_share_reaches_the_chain(pipe, monkeypatch):
     """The pipeline's starting latents use the config's share: with share 1 and no blurry video every frame starts
-    from the same noise, so the first denoising step sees frames equal up to the motion module's mixing."""
+    from the same noise; with the default (0) the frames' noises differ."""
     blurry, keyframes, captions = _inputs(1)
-    seen = {}
+    starts = []
     real = sampler.denoise_videos
 
     def spy(parts, caps, keys=None, *, latents, **kw):
-        seen["z"] = latents.clone()
+        starts.append(latents.clone())
         return real(parts, caps, keys, latents=latents, **kw)
 
     from neuroclips_core.pipelines import video as video_module
-    video_module.denoise_videos, saved = spy, video_module.denoise_videos
-    try:
-        pipe(blurry, keyframes, captions, seeds=[3], use_blurry=False, use_keyframe=False, progress=False,
-             config=SMALL.replace(frame_noise_share=1.0), output_type="latent")
-        shared = seen["z"]
-        pipe(blurry, keyframes, captions, seeds=[3], use_blurry=False, use_keyframe=False, progress=False,
-             output_type="latent")
-        own = seen["z"]
-    finally:
-        video_module.denoise_videos = saved
+    monkeypatch.setattr(video_module, "denoise_videos", spy)
+    kw = dict(seeds=[3], use_blurry=False, use_keyframe=False, progress=False, output_type="latent")
+    pipe(blurry, keyframes, captions, config=SMALL.replace(frame_noise_share=1.0), **kw)
+    pipe(blurry, keyframes, captions, **kw)
+    shared, own = starts
     torch.testing.assert_close(shared[:, :, 0], shared[:, :, FRAMES - 1])
     assert (own[:, :, 0] - own[:, :, FRAMES - 1]).abs().mean() > 0.5

@@ -521,19 +521,18 @@ def blurred_clips(clips: torch.Tensor, size: int = BLURRY_SIZE) -> torch.Tensor:
 @torch.no_grad()
 def alpha_guided_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor, blurry: torch.Tensor,
                         theta: float = ALPHA_THETA, steps: int = ALPHA_STEPS, guidance_scale: float = 7.5,
-                        seed: int = 0, batch: int = 8, frame_share: float = 0.0) -> torch.Tensor:
+                        seed: int = 0, batch: int = 8) -> torch.Tensor:
     """NeuroClips' generation in full: videos (B, F, 3, S, S) from the blurry clips (B, F, 3, S, S) noised by Eq. 5
     (alpha), the keyframes (B, 3, S, S) through the SparseCtrl (beta) and the captions (gamma); clip ``i``'s noise
-    is :func:`clip_noise` ``(seed, i, frame_share=frame_share)``.
-    (:class:`~neuroclips_core.pipelines.video.NeuroClipsVideoPipeline` is the same chain with its input checks and
-    options; this is the recipe's evaluation, on tensors.)"""
+    is :func:`clip_noise` ``(seed, i)``.  (:class:`~neuroclips_core.pipelines.video.NeuroClipsVideoPipeline` is the
+    same chain with its input checks and options; this is the recipe's evaluation, on tensors.)"""
     from ...pipelines.alpha_guidance import alpha_noising, alpha_start_latents
 
     noising = alpha_noising(theta, parts.t2v["scheduler"], steps)
     out = []
     for a in range(0, len(captions), batch):
         z = video_latents(parts.vae, blurry[a:a + batch])
-        eps = torch.stack([clip_noise(seed, i, tuple(z.shape[1:]), frame_share) for i in range(a, a + len(z))])
+        eps = torch.stack([clip_noise(seed, i, tuple(z.shape[1:])) for i in range(a, a + len(z))])
         latents = denoise_videos(parts, captions[a:a + batch], keyframes[a:a + batch],
                                  latents=alpha_start_latents(z, eps, noising), steps=steps,
                                  guidance_scale=guidance_scale)
