@@ -105,12 +105,27 @@ def _quiet_library_progress() -> None:
             importlib.import_module(f"{name}.utils.logging").disable_progress_bar()
 
 
+def cpu_threads() -> int:
+    """Torch threads for a CPU run: ``NEUROCLIPS_THREADS`` or 2 (the 2-core machines this book targets).
+
+    Raises:
+        ConfigError: ``NEUROCLIPS_THREADS`` is set to something other than a positive int.
+    """
+    threads = env_default("NEUROCLIPS_THREADS", 2)
+    if not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"NEUROCLIPS_THREADS: expected a positive number of torch threads, found "
+                         f"{os.environ.get('NEUROCLIPS_THREADS')!r}; unset it for the default 2")
+    return threads
+
+
 def chapter_config(*, verbose: bool = True, **params) -> RunConfig:
     """:func:`~neuroclips_core.config.make_config` plus the chapter set-up every chapter wants.
 
     Validates ``params`` (see ``make_config``), sets matplotlib defaults (inline figures in a kernel), limits torch to 2 threads when there
-    is no GPU (the CPU machines this book targets have 2 cores), seeds python/numpy/torch with ``seed``, and
-    prints a one-line summary of the resolved configuration.  Returns the :class:`RunConfig`.
+    is no GPU (the CPU machines this book targets have 2 cores; ``NEUROCLIPS_THREADS=N`` sets another count, e.g.
+    1 for a chapter run beside a training job, where two 2-thread processes on 2 cores slow each other down
+    several-fold), seeds python/numpy/torch with ``seed``, and prints a one-line summary of the resolved
+    configuration.  Returns the :class:`RunConfig`.
     """
     cfg = make_config(**params)
 
@@ -122,7 +137,7 @@ def chapter_config(*, verbose: bool = True, **params) -> RunConfig:
     _quiet_library_progress()
     device = cfg.torch_device()
     if not torch.cuda.is_available():
-        torch.set_num_threads(2)
+        torch.set_num_threads(cpu_threads())
     cfg.seed_everything()
     if verbose:
         root = project_root()

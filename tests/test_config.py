@@ -210,3 +210,22 @@ def test_chapter_config_seeds_and_summarises(project, capsys):
 def test_chapter_config_validates(project):
     with pytest.raises(ConfigError, match="subject"):
         chapter_config(subject=4)
+
+
+def test_chapter_threads_follow_neuroclips_threads(project, monkeypatch, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("NEUROCLIPS_THREADS", "1")
+        chapter_config(subject=1, quick=True, device="cpu")
+        assert torch.get_num_threads() == 1 and "1 threads" in capsys.readouterr().out
+        monkeypatch.delenv("NEUROCLIPS_THREADS")
+        chapter_config(subject=1, quick=True, device="cpu")
+        assert torch.get_num_threads() == 2
+        for bad in ("0", "two"):
+            monkeypatch.setenv("NEUROCLIPS_THREADS", bad)
+            with pytest.raises(ConfigError, match="NEUROCLIPS_THREADS"):
+                chapter_config(subject=1, quick=True, device="cpu")
+    finally:
+        torch.set_num_threads(before)

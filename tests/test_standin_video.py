@@ -25,8 +25,8 @@ from neuroclips_core.zoo.train.loop import step_generator
 from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, animatediff_scheduler,
                                              denoise_videos, init_condition_embedding_from_conv_in,
                                              init_controlnet_from_unet, keyframe_condition, offset_noised,
-                                             open_clip_text_to_hf, per_frame, sparsectrl_config,
-                                             text_encoder_config, timestep_weights, weighted_mse)
+                                             open_clip_text_to_hf, per_frame, predicted_noise, sparsectrl_config,
+                                             text_encoder_config, timestep_weights, training_target, weighted_mse)
 
 QUIET = RunOptions(verbose=False)
 
@@ -109,6 +109,32 @@ def test_offset_noise_moves_each_clips_channel_means():
     torch.testing.assert_close(x_t, scheduler.add_noise(x0, noise, t))
     means = noise.mean((2, 3, 4))                                 # (clips, channels): the offsets (+ 1/32 noise)
     assert 0.4 < float(means.std()) < 0.6 and float(plain[2].mean((2, 3, 4)).std()) < 0.06
+
+
+def test_v_prediction_target_implies_the_noise_and_keeps_the_capped_v_weighting():
+    eps_scheduler, v_scheduler = animatediff_scheduler(), animatediff_scheduler("v_prediction")
+    assert v_scheduler.config.prediction_type == "v_prediction" and eps_scheduler.config.prediction_type == "epsilon"
+    x0 = torch.randn(64, 4, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    # the same draw for both kinds, only the target differs: the velocity, which implies the noise back exactly
+    x_t, t, v = offset_noised(v_scheduler, x0, torch.Generator().manual_seed(0), 0.1, timestep_power=3.0)
+    x_t2, t2, noise = offset_noised(eps_scheduler, x0, torch.Generator().manual_seed(0), 0.1, timestep_power=3.0)
+    assert torch.equal(x_t, x_t2) and torch.equal(t, t2) and not torch.allclose(v, noise)
+    torch.testing.assert_close(v, v_scheduler.get_velocity(x0, noise, t))
+    torch.testing.assert_close(predicted_noise(v_scheduler, v, x_t, t), noise, atol=1e-5, rtol=1e-5)
+    assert predicted_noise(eps_scheduler, noise, x_t, t) is noise
+    assert training_target(eps_scheduler, x0, noise, t) is noise
+    # at the highest noise level the velocity is mostly the clean latents (what a caption can tell), not the noise
+    top = torch.full((64,), 999)
+    v_top = training_target(v_scheduler, x0, noise, top)
+    assert float(F.cosine_similarity(v_top.flatten(), -x0.flatten(), dim=0)) > 0.99
+    # the capped v weighting of the clean-latent error, written for a v model's error: uncapped it is the plain loss
+    assert torch.allclose(timestep_weights(v_scheduler, 1000.0), torch.ones(1000))
+    alphas = v_scheduler.alphas_cumprod
+    w_eps, w_v = timestep_weights(eps_scheduler, 20.0), timestep_weights(v_scheduler, 20.0)
+    ratio = w_eps * alphas / w_v                       # the same weighting in the two units, up to the mean-1 scale
+    torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-4, atol=0)
+    with pytest.raises(ValueError, match="prediction_type.*'sample'"):
+        animatediff_scheduler("sample")
 
 
 def test_cubic_timesteps_favour_high_noise_and_power_one_is_unchanged():

@@ -287,6 +287,22 @@ def test_from_roles_takes_the_vae_from_the_t2v_folder_or_says_what_is_missing(fo
     assert type(pipe.vae).__name__ == "AutoencoderKL" and pipe.controlnet is None
     assert pipe.generation_config == VideoGenerationConfig.paper()
     assert pipe.scheduler.config.beta_schedule == "linear" and pipe.scheduler.config.steps_offset == 1
+    assert pipe.scheduler.config.prediction_type == "epsilon"
+
+
+def test_from_roles_keeps_what_the_t2v_unet_predicts(folders):
+    """The official DDIM is rebuilt whatever scheduler the t2v folder holds, but a v-prediction UNet (the sim
+    stand-in) must be sampled as one: its prediction_type survives, nothing else of the folder's scheduler."""
+    t2v = dict(tiny_t2v(), scheduler=animatediff_scheduler("v_prediction"))
+    t2v["scheduler"].register_to_config(steps_offset=0)
+    folder = save_role("t2v", t2v, folders.root / "t2v_v")
+    pipe = NeuroClipsVideoPipeline.from_roles(folder, vae=tiny_vae())
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and pipe.scheduler.config.steps_offset == 1
+    blurry, keyframes, captions = _inputs(1)
+    v = pipe(blurry, None, captions, seeds=[0], use_keyframe=False, config=SMALL, output_type="latent", progress=False)
+    eps = NeuroClipsVideoPipeline.from_roles(folder, vae=tiny_vae(), scheduler=animatediff_scheduler())(
+        blurry, None, captions, seeds=[0], use_keyframe=False, config=SMALL, output_type="latent", progress=False)
+    assert not torch.allclose(v, eps)          # the same UNet read as epsilon gives another video
 
 
 # --------------------------------------------------------------------------------------------- bad inputs

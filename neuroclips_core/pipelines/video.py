@@ -189,6 +189,12 @@ def _checked_seeds(seeds: Sequence[int], n: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------- the pipeline
+def _prediction_type(t2v: dict) -> str:
+    """The t2v UNet's output kind, from its scheduler's config (``"epsilon"``, AnimateDiff's, without one)."""
+    scheduler = t2v.get("scheduler")
+    return getattr(getattr(scheduler, "config", None), "prediction_type", None) or "epsilon"
+
+
 class NeuroClipsVideoPipeline(DiffusionPipeline):
     """alpha + beta + gamma guided text-to-video (AnimateDiff + SparseCtrl RGB), batched, one seed per clip.
 
@@ -226,7 +232,8 @@ class NeuroClipsVideoPipeline(DiffusionPipeline):
             config: the default :class:`VideoGenerationConfig` of calls (None: ``paper()``).
             device, dtype: where and in what precision folders are loaded (objects are used as given).
             scheduler: None builds AnimateDiff's official inference DDIM (linear betas 0.00085..0.012,
-                ``steps_offset`` 1), whatever scheduler the t2v folder holds, as the official code does.
+                ``steps_offset`` 1), whatever scheduler the t2v folder holds, as the official code does; only its
+                ``prediction_type`` (what the UNet outputs) is taken from the t2v's scheduler when there is one.
 
         Raises:
             ValueError: no VAE anywhere, or a t2v dict without its parts.
@@ -247,7 +254,7 @@ class NeuroClipsVideoPipeline(DiffusionPipeline):
                              "role: a folder such as SD 1.5's vae/, or load_role('vae', folder)), or put "
                              "RealisticVision's vae/ folder inside the t2v folder")
         pipe = cls(vae=vae, text_encoder=t2v["text_encoder"], tokenizer=t2v["tokenizer"], unet=t2v["unet"],
-                   scheduler=scheduler if scheduler is not None else animatediff_scheduler(),
+                   scheduler=scheduler if scheduler is not None else animatediff_scheduler(_prediction_type(t2v)),
                    controlnet=loaded("sparsectrl", sparsectrl) if sparsectrl is not None else None)
         if config is not None:
             pipe.generation_config = config

@@ -122,11 +122,17 @@ ANIMATEDIFF_DDIM = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0
                         steps_offset=1, clip_sample=False)
 
 
-def animatediff_scheduler():
-    """``DDIMScheduler`` with AnimateDiff's settings: the schedule the t2v stand-in is trained and sampled under."""
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def animatediff_scheduler(prediction_type: str = "epsilon"):
+    """``DDIMScheduler`` with AnimateDiff's settings: the schedule the t2v stand-in is trained and sampled under.
+    ``prediction_type`` is what the UNet outputs (AnimateDiff: ``"epsilon"``; the stand-in: :class:`T2vConfig`)."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**ANIMATEDIFF_DDIM)
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type: expected one of {PREDICTION_TYPES}, found {prediction_type!r}")
+    return DDIMScheduler(**ANIMATEDIFF_DDIM, prediction_type=prediction_type)
 
 
 # ------------------------------------------------------------------------------------------------ configs
@@ -153,6 +159,7 @@ class T2vConfig(VideoDiffusionConfig):
     text_lr_scale: float = 0.3                     # LR of the text encoder (started as CLIP's text tower)
     keyframe_steps: int = 0                        # the first steps train on single keyframes (num_frames=1) ...
     keyframe_batch: int = 32                       # ... this many a step; then ``batch`` clips a step
+    prediction_type: str = "epsilon"               # the UNet's output: "epsilon" (AnimateDiff's) or "v_prediction"
 
 
 @dataclass(frozen=True)
@@ -321,8 +328,14 @@ def timestep_weights(scheduler, cap: float) -> torch.Tensor:
     alphas_cumprod``), which counts errors in the clean latents alike at every noise level; ``cap`` keeps the
     lowest-noise steps, which learn the fine detail, from being starved.  The model still predicts epsilon, as
     AnimateDiff does, so its scheduler and pipelines are unchanged.
+
+    A ``v_prediction`` UNet's error is already the v error, so the same capped weighting of the clean-latent error
+    is ``min(1, cap * alphas_cumprod[t])`` on it (all ones for ``cap`` >= the largest ``1 / alphas_cumprod``).
     """
-    w = (1 / scheduler.alphas_cumprod.double()).clamp(max=cap)
+    abar = scheduler.alphas_cumprod.double()
+    w = (1 / abar).clamp(max=cap)
+    if scheduler.config.prediction_type == "v_prediction":
+        w = w * abar
     return (w / w.mean()).float()
 
 
@@ -348,8 +361,6 @@ def offset_noised(scheduler, x0: torch.Tensor, generator: torch.Generator, offse
         raise ValueError(f"timestep_power: expected > 0, found {timestep_power}")
     if offset <= 0 and timestep_power == 1:
         return noised(scheduler, x0, generator)
-    if scheduler.config.prediction_type != "epsilon":
-        raise ValueError(f"offset noise is implemented for epsilon prediction, not {scheduler.config.prediction_type}")
     steps = scheduler.config.num_train_timesteps
     if timestep_power == 1:
         t = torch.randint(0, steps, (x0.shape[0],), generator=generator)
@@ -359,7 +370,30 @@ def offset_noised(scheduler, x0: torch.Tensor, generator: torch.Generator, offse
     noise = torch.randn(x0.shape, generator=generator)
     noise = noise + offset * torch.randn(x0.shape[:2] + (1,) * (x0.ndim - 2), generator=generator)
     noise, t = noise.to(x0), t.to(x0.device)
-    return scheduler.add_noise(x0, noise, t), t, noise
+    return scheduler.add_noise(x0, noise, t), t, training_target(scheduler, x0, noise, t)
+
+
+def training_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet regresses for clean latents ``x0`` noised with ``noise`` at ``t`` (each (B, ...), t (B,)):
+    the noise itself (``epsilon``) or the velocity ``sqrt(abar) noise - sqrt(1 - abar) x0`` (``v_prediction``)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    raise ValueError(f"unsupported prediction_type {kind!r}: expected one of {PREDICTION_TYPES}")
+
+
+def predicted_noise(scheduler, prediction: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The noise a UNet output implies (B, ...), whatever its ``prediction_type``: for ``v_prediction``
+    ``sqrt(abar) v + sqrt(1 - abar) x_t``.  Held-out losses are measured on it, so an epsilon and a v model compare."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return prediction
+    if kind != "v_prediction":
+        raise ValueError(f"unsupported prediction_type {kind!r}: expected one of {PREDICTION_TYPES}")
+    abar = scheduler.alphas_cumprod.to(x_t.device, torch.float64)[t].view(-1, *([1] * (x_t.ndim - 1)))
+    return (abar.sqrt() * prediction.double() + (1 - abar).sqrt() * x_t.double()).to(prediction.dtype)
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -544,7 +578,8 @@ def alpha_guided_videos(parts: VideoParts, captions: list[str], keyframes: torch
 @torch.no_grad()
 def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: list[str], *, seed: int = 0,
                            offset_noise: float = 0.0, with_keyframe: bool = False, batch: int = 8) -> float:
-    """Mean squared error of the predicted noise on clips (N, F, 3, S, S), timesteps spread evenly over the
+    """Mean squared error of the predicted noise (for a ``v_prediction`` UNet: the noise its output implies,
+    :func:`predicted_noise`) on clips (N, F, 3, S, S), timesteps spread evenly over the
     schedule (clip ``i`` at ``t = 999 i / (N - 1)``), noise from ``seed`` (with the training's offset noise):
     the training objective on held-out clips, without sampling.
 
@@ -569,7 +604,7 @@ def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: lis
             down, mid = parts.controlnet(x_t, t, encoder_hidden_states=text, controlnet_cond=cond,
                                          conditioning_mask=mask, return_dict=False)
             residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-        pred = unet(x_t, t, encoder_hidden_states=text, **residuals).sample
+        pred = predicted_noise(scheduler, unet(x_t, t, encoder_hidden_states=text, **residuals).sample, x_t, t)
         total += float(F.mse_loss(pred.float(), noise.float(), reduction="sum"))
         count += pred.numel()
     return total / count
@@ -590,7 +625,7 @@ class _VideoRecipe(Recipe):
 
     @functools.cached_property
     def scheduler(self):
-        return animatediff_scheduler()
+        return animatediff_scheduler(self.prediction_type)
 
     @functools.cached_property
     def loss_weights(self) -> torch.Tensor:
@@ -624,13 +659,13 @@ class T2vRecipe(_VideoRecipe):
 
     @staticmethod
     def full_config() -> T2vConfig:
-        return T2vConfig(steps=1800, batch=2, lr=5e-4, warmup=100, weight_decay=0.01, keyframe_steps=600,
-                         keyframe_batch=32, eval_size=48, high_noise_weight=1000.0)
+        return T2vConfig(steps=2400, batch=2, lr=5e-4, warmup=100, weight_decay=0.01, keyframe_steps=1200,
+                         keyframe_batch=32, eval_size=48, high_noise_weight=1000.0, prediction_type="v_prediction")
 
     @staticmethod
     def quick_config() -> T2vConfig:
         return T2vConfig(steps=4, batch=1, lr=5e-4, warmup=2, weight_decay=0.01, keyframe_steps=2, keyframe_batch=4,
-                         eval_size=2, eval_steps=2, eval_batch=2)
+                         eval_size=2, eval_steps=2, eval_batch=2, prediction_type="v_prediction")
 
     @functools.cached_property
     def tokenizer(self):
@@ -662,6 +697,10 @@ class T2vRecipe(_VideoRecipe):
             diffusers_logging.set_verbosity(level)
         return TextToVideo(unet, text_encoder)
 
+    @property
+    def prediction_type(self) -> str:
+        return self.config.prediction_type
+
     def lr_scale(self, name, param) -> float:
         return self.config.text_lr_scale if name.startswith("text_encoder.") else 1.0
 
@@ -685,7 +724,7 @@ class T2vRecipe(_VideoRecipe):
     def export(self, model):
         dtype = self.config.save_dtype
         return dict(unet=export_copy(model.unet, dtype), text_encoder=export_copy(model.text_encoder, dtype),
-                    tokenizer=self.tokenizer, scheduler=animatediff_scheduler())
+                    tokenizer=self.tokenizer, scheduler=animatediff_scheduler(self.config.prediction_type))
 
     def evaluate(self, loaded) -> dict:
         h = self._heldout()
@@ -729,6 +768,11 @@ class SparseCtrlRecipe(_VideoRecipe):
         for name in ("unet", "text_encoder"):
             parts[name].requires_grad_(False)
         return parts
+
+    @property
+    def prediction_type(self) -> str:
+        """The frozen t2v UNet's output, which the SparseCtrl's residuals are trained through."""
+        return self.t2v["scheduler"].config.prediction_type
 
     @functools.cached_property
     def null_ids(self) -> torch.Tensor:
