@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--corpus-seed", type=int, default=0, help="the stand-ins' corpus seed (their held-out split)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the sim profile's)")
+    ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the sim profile's, 1: none)")
     args = ap.parse_args()
     cfg = chapter_config(profile="sim", subject=1, quick=False, seed=args.corpus_seed, data_root=None, run_root=None)
     held = heldout_clips(args.corpus_seed, args.clips)
@@ -110,6 +111,8 @@ def main() -> None:
     base = generation_config(cfg)
     if args.steps:
         base = base.replace(num_inference_steps=args.steps)
+    if args.guidance is not None:
+        base = base.replace(guidance_scale=args.guidance)
     truth_pcc = float(clip_pcc(clip_video_embeddings(judges["clip"], truth)).mean())
     truth_dir = motion_direction_agreement(held.clips, held.velocity)["agreement"]
     print(f"{n} held-out corpus clips; ground truth: CLIP-pcc@3fps {truth_pcc:.3f}, direction agreement "

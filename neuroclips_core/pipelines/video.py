@@ -124,9 +124,10 @@ class VideoGenerationConfig:
         Why 5 steps and no CFG: the issue's budget is 5 minutes for the 240 test clips on 2 cores.  Measured on 32
         test clips of cc2017-sim seed 12, subject 1 (2 threads, batches of 16, SparseCtrl on): 10 steps with CFG
         8.5 take 2.93 s a clip, 5 steps with CFG 1.71 s, 5 steps without 0.91 s (3.6 min for 240 clips); SSIM S2
-        0.642, 0.677, 0.681, frame 50-way 0.063, 0.077, 0.078.  CFG buys nothing measurable here because the t2v
-        stand-in ignores its caption (held-out loss 0.119 with and without it, ``zoo/train/video.py``), so it only
-        doubles the cost; with a caption-following model (the paper profile) it is the official 8.5.
+        0.642, 0.677, 0.681, frame 50-way 0.063, 0.077, 0.078 (with the epsilon t2v stand-in, which ignored its
+        caption).  The v-prediction t2v shipped since reads its caption (``zoo/train/video.py``), and at scale 1
+        the caption still conditions the one branch that runs; a second, unconditional branch would double the
+        cost past the budget.  The paper profile keeps the official 8.5.
         """
         return cls(num_inference_steps=SIM_INFERENCE_STEPS, guidance_scale=SIM_GUIDANCE_SCALE, num_frames=CLIP_FRAMES,
                    height=FRAME_SIZE, width=FRAME_SIZE)

@@ -33,6 +33,15 @@ together on the clips' captions (class, colour, direction of motion, background)
   recipe uses cap 1000, i.e. the v-loss itself (the schedule's largest 1 / alphas_cumprod is 633), which counts
   an error in the clean latents alike at every noise level; cap 20 (the first full run) left the top 40 % of the
   schedule, where the caption and the keyframe decide a sample's layout, almost unweighted.
+- **v-prediction** (``prediction_type``; the shipped t2v, and so its SparseCtrl): the UNet outputs the velocity
+  ``sqrt(abar) eps - sqrt(1 - abar) x0`` (Salimans & Ho 2022; SD 2's choice) where AnimateDiff outputs the noise.
+  With the noise as output, the capped v weighting above asked the UNet, at the highest noise levels, to reproduce
+  its input to within half a percent, and the small UNet's error there swamped everything a caption could tell:
+  its clean-latent estimate at t = 999 was 2.6 times worse than predicting zeros, with or without the caption
+  (``benchmarks/probe_caption_use.py``).  The velocity is mostly the clean latents there, so the same loss asks
+  for what the caption says.  Only the scheduler's ``prediction_type`` changes: the schedule, DDIM, CFG, Eq. 5
+  and the pipelines read it (:func:`training_target`, :func:`predicted_noise`); the loss weights are the same
+  capped v weighting written for a v error (:func:`timestep_weights`), so cap 1000 is the plain v loss.
 - Caption dropout (``caption_dropout`` 10 %): the caption is replaced by the empty one, the unconditional
   branch diffusers' AnimateDiff pipelines use when no negative prompt is given.
 - **Schedule**: trained and sampled under AnimateDiff's own noise schedule, the DDIM settings of the official
@@ -72,21 +81,31 @@ PR's output) by Eq. 5 at theta 0.3 with 10 DDIM steps, the keyframe at frame 0: 
 >= 0.6) beside the blurry clip's own.  Both add the frame classifier's top-1 on the generated frames when one is
 in the output folder.
 
-**Measured** (the full configs, seed 0, 2 threads, 2026-11-30; shipped).  t2v: 1800 steps (600 on keyframes) in
-27.5 min; held-out loss 0.119 with the caption and 0.119 with the empty one: the caption is still ignored;
-direction agreement from the caption alone 0.545 on the 44 moving clips (24 of 44, one-sided binomial p = 0.33:
-not distinguishable from chance; target 0.6), speed 0.55x the ground truth's, frames classified 0.027 (chance
-0.016).  The first full run (1400 steps, loss cap 20) gave 0.500 and speed 2.0x.  sparsectrl (on that t2v): 3600
-steps in 37 min (~31 min alone: the first 300 shared the cores with a data simulation), evaluation 6 min;
-held-out loss 0.114 with the keyframe's residuals against 0.119 for the t2v UNet alone; frame 0's SSIM to its
-keyframe 0.572 against 0.469 to an unrelated one (margin 0.103, target 0.15), direction from the caption 0.477
-(chance); **with alpha guidance** the videos move the way their clips do in 0.818 of the moving clips (the blurry
-clips themselves 0.955; mean cosine 0.57) and frame 0 is 0.150 closer in SSIM to its own keyframe than to an
-unrelated one.  The first shipped SparseCtrl, 600 steps (6.4 min), gave margins 0.045 and 0.118, held-out loss
-0.118, mean cosine 0.48 (0.030 for the zero-initialised embedding at 400 steps on the first t2v): six times the
-steps more than doubled its hold on frame 0.  So in NeuroClips' use the motion comes from the blurry video and
-the layout from blurry video and keyframe, while the caption carries nothing at this budget: gamma guidance is
-inert in the sim profile (so the sim's video config runs without CFG, ``VideoGenerationConfig.sim``).
+**Measured** (the full configs, seed 0).  t2v, shipped (2026-12-01, 1 thread): v-prediction, 2400 steps (1200 on
+keyframes) in 30.3 min, evaluation 4 min; held-out loss 0.069 with the caption and 0.070 with the empty one (the
+noise-prediction loss, which hardly registers a caption; the probe above reads the clean latents instead: at
+t = 801 their error is 0.263 with the true caption, 0.312 with the empty one and 0.422 with another clip's);
+frames generated from the caption alone classified 0.043 (chance 0.016); but direction agreement from the caption
+alone 0.364 on the 44 moving clips (mean cosine -0.14, speed 0.65x the truth's): the caption's direction of motion
+is still not learned, and in NeuroClips' use the motion comes from the blurry video.  The epsilon t2v it replaced
+(2026-11-30, 2 threads): 1800 steps (600 on keyframes) in 27.5 min; held-out loss 0.119 with and without the
+caption; direction 0.545 (24 of 44, one-sided binomial p = 0.33), speed 0.55x, frames 0.027.  The same epsilon
+recipe at 9000 steps (115 min) reached a held-out loss of 0.065 and still ignored its caption (0.066 without it),
+with direction 0.432 and frames 0.014: more steps were not the fix, the parametrisation was.  The first full
+run (1400 steps, loss cap 20) gave 0.500 and speed 2.0x.
+
+sparsectrl, shipped (2026-12-01, 1 thread; on the v-prediction t2v): 3600 steps in 31.3 min, evaluation 6.7 min;
+held-out loss 0.068 with the keyframe's residuals against 0.069 for the t2v UNet alone; frame 0's SSIM to its
+keyframe 0.693 against 0.524 to an unrelated one (**margin 0.168**, target 0.15); direction from the caption 0.500
+(chance); frames classified 0.059 (chance 0.016); **with alpha guidance** the videos move the way their clips do
+in 0.818 of the moving clips (the blurry clips themselves 0.955; mean cosine 0.64) and frame 0 is 0.189 closer in
+SSIM to its own keyframe than to an unrelated one.  The same recipe and steps on the epsilon t2v (2026-11-30) gave
+margins 0.103 and 0.150, frame 0's SSIM 0.572, mean cosine 0.57; 600 steps on it gave 0.045 and 0.118.  So in
+NeuroClips' use the motion comes from the blurry video and the layout from blurry video and keyframe; the caption
+now shapes what the t2v draws (colours, background, a class the frame classifier reads 2.7 times as often as by
+chance), but not its motion.  The sim's video config still runs without CFG (``VideoGenerationConfig.sim``):
+at a guidance scale of 1 the caption still conditions the one branch that runs, and a second branch would
+double the cost.
 """
 from __future__ import annotations
 
