@@ -13,8 +13,8 @@ have run for the subject there)::
     .venv/bin/python benchmarks/probe_video_guidance.py --seed 11 --subject 1 --clips 96 \\
         --scales 0,1,2,4 --thetas 0.3 [--run-root runs]
 
-Prompts are empty: the t2v stand-in ignores its caption (``VideoGenerationConfig.sim``), so a caption would only
-add the captioner's cost.
+Prompts are empty: the epsilon t2v stand-in of this measurement ignored its caption, so a caption would only have
+added the captioner's cost (the v-prediction t2v shipped since reads it; ``zoo/train/video.py``).
 
 **Measured** (seed 11, subject 1, 96 clips, 2 threads, 2026-11-30, the first SparseCtrl stand-in: 600 steps):
 
