@@ -345,8 +345,8 @@ def timestep_weights(scheduler, cap: float) -> torch.Tensor:
     captions entirely (same held-out loss with the empty caption).  ``1 / alphas_cumprod`` is the weighting
     that turns the epsilon error into the v-prediction error (``|v - v_hat|^2 = |eps - eps_hat|^2 /
     alphas_cumprod``), which counts errors in the clean latents alike at every noise level; ``cap`` keeps the
-    lowest-noise steps, which learn the fine detail, from being starved.  The model still predicts epsilon, as
-    AnimateDiff does, so its scheduler and pipelines are unchanged.
+    lowest-noise steps, which learn the fine detail, from being starved.  The weighting changes the loss only, so
+    an epsilon model keeps AnimateDiff's scheduler and pipelines.
 
     A ``v_prediction`` UNet's error is already the v error, so the same capped weighting of the clean-latent error
     is ``min(1, cap * alphas_cumprod[t])`` on it (all ones for ``cap`` >= the largest ``1 / alphas_cumprod``).
