@@ -187,11 +187,12 @@ def test_env_default_rejects_unparsable(monkeypatch, raw, default):
         env_default("NC_TEST_VAR", default)
 
 
-def test_chapter_config_seeds_and_summarises(project, capsys):
+def test_chapter_config_seeds_and_summarises(project, capsys, monkeypatch):
     import matplotlib as mpl
     import numpy as np
     import torch
 
+    monkeypatch.delenv("NEUROCLIPS_THREADS", raising=False)     # the default thread count, whatever the shell says
     cfg = chapter_config(subject=2, quick=True, seed=11, device="cpu")
     out = capsys.readouterr().out.strip()
     assert out.count("\n") == 0
