@@ -1,9 +1,9 @@
 """Probe: how much of the starting noise should a clip's frames share, and how large should theta be?  On the
 stand-ins' held-out corpus clips.
 
-Chapter 04's sim videos flicker: their CLIP-pcc is ~0.68 where the ground truth's is ~0.90, and the keyframe's
-class fades after frame 0.  The t2v stand-in's motion module is too weak to tie 16 frames drawn from independent
-noise together.  A video noise prior in which the frames share part of their noise (PYoCo's "mixed" prior; the
+Chapter 04's sim videos flicker: their CLIP-pcc was ~0.70 with the epsilon video stand-ins and is 0.80 with the
+v-prediction ones, where the ground truth's is ~0.90, and with the epsilon ones the keyframe's class faded after
+frame 0.  The t2v stand-in's motion module is too weak to tie 16 frames drawn from independent noise together.  A video noise prior in which the frames share part of their noise (PYoCo's "mixed" prior; the
 pipeline's ``frame_noise_share``, :func:`neuroclips_core.zoo.train.video.clip_noise`) hands the model that tie.
 This probe measures it at several shares, with everything else as chapter 04 runs on sim
 (:meth:`VideoGenerationConfig.sim`, theta 0.3, the SparseCtrl at 1.0).

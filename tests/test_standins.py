@@ -352,6 +352,7 @@ KNOWN_AT_CHANCE = {
         "NeuroClips' use the motion comes from the blurry video (the SparseCtrl's alpha_direction_agreement)",
 }
 
+
 @pytest.mark.parametrize("role", list(RECIPES))
 def test_shipped_standins(role):
     """Once trained and shipped: each loads, matches this simulator, fits the size budget, and every metric read
