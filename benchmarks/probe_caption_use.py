@@ -7,7 +7,7 @@ probe reads the model where the caption matters: at a few noise levels, every he
 the same noise, the UNet's output is turned into its estimate of the clean latents (``x0_hat``, whatever the model
 predicts: epsilon or v), and its mean squared error to the true latents is printed with the clip's own caption,
 with the empty caption (the unconditional branch), and with another clip's caption.  A model that reads its
-caption scores ``true < empty < wrong``; one that ignores it scores the three alike.  The last column is the
+caption scores ``true < empty < wrong``; one that ignores it scores the three alike.  The header line gives the
 error of predicting zeros (the latents' own variance), the level a model that knows nothing reaches::
 
     .venv/bin/python benchmarks/probe_caption_use.py neuroclips_core/zoo/standin_weights/t2v [other t2v folders]

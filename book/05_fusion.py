@@ -192,7 +192,7 @@ for j, r in results.items():
 # | `evidence` | 0.657 | 0.629 | 0.632 | 122 | **0.769** / 0.513 / 0.938 | 84% |
 #
 # The fusion does what the paper says: starting a clip from the previous clip's last frame raises the similarity
-# where two clips meet by a quarter (0.52 to 0.77), at 80-84% of the boundaries it joins. With the epsilon video
+# where two clips meet by 0.25 (0.52 to 0.77), and does so at 80-84% of the boundaries it joins. With the epsilon video
 # stand-ins, which held frame 0 loosely, the gain was 0.06-0.07 at 60% of the boundaries. The judge is the weak part.
 # The paper's judge sees only the two reconstructed keyframes, and the stand-in unCLIP's keyframes carry little of
 # their clip's class (chapter 03: keyframe 50-way about 0.19), so it does no better than always answering "same".
