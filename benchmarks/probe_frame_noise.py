@@ -75,19 +75,24 @@ video with it.  No theta brings the CLIP-pcc near the truth's, so the paper's 0.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 import torch
 
-from neuroclips_core.artifacts import profile_role
+from neuroclips_core.artifacts import profile_role, store_with_frames
 from neuroclips_core.data.sim_stimuli import to_uint8
 from neuroclips_core.metrics_semantic import aligned_frame_indices, clip_pcc, clip_video_embeddings
 from neuroclips_core.notebook import chapter_config
+from neuroclips_core.perception_run import load_perception_result
 from neuroclips_core.pipelines.alpha_guidance import alpha_noising
-from neuroclips_core.semantics_run import KEYFRAME_INDEX
+from neuroclips_core.pipelines.blurry import interpolate_frames
+from neuroclips_core.pipelines.captions import CAPTIONS_FILE
+from neuroclips_core.pipelines.keyframes import KEYFRAMES_FILE
+from neuroclips_core.semantics_run import KEYFRAME_INDEX, semantics_dir
 from neuroclips_core.video_run import clip_seeds, generation_config, score_videos, video_pipeline
-from neuroclips_core.zoo.corpus import heldout_clips
+from neuroclips_core.zoo.corpus import CLIP_FRAMES, heldout_clips
 from neuroclips_core.zoo.motion import motion_direction_agreement
 from neuroclips_core.zoo.train.video import blurred_clips
 
@@ -101,6 +106,19 @@ def uint8_videos(clips: torch.Tensor) -> np.ndarray:
     return to_uint8(np.moveaxis(clips.numpy(), -3, -1))
 
 
+def run_inputs(cfg, n_clips: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """A finished run's first ``n_clips`` test clips as chapter 04 feeds them to the pipeline: the 6 true frames
+    (uint8 (N, 6, S, S, 3)), the blurry video interpolated to 16 frames, the keyframes and their captions."""
+    perception = load_perception_result(cfg, cfg.subject)
+    store = store_with_frames(cfg, cfg.subject, None, "the probe scores against the test frames", False)
+    folder = semantics_dir(cfg, cfg.subject)
+    n = min(n_clips, store.n_test)
+    blurry = interpolate_frames(np.array(perception.blurry()[:n]), CLIP_FRAMES)
+    keyframes = np.array(np.load(folder / KEYFRAMES_FILE, mmap_mode="r")[:n])
+    captions = json.loads((folder / CAPTIONS_FILE).read_text())[:n]
+    return np.array(store.frames_test[:n]), blurry, keyframes, captions
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=48)
@@ -108,36 +126,54 @@ def main() -> None:
     ap.add_argument("--thetas", type=floats, default=None,
                     help="Eq. 5's theta values to sweep (default: the sim profile's, 0.3)")
     ap.add_argument("--corpus-seed", type=int, default=0, help="the stand-ins' corpus seed (their held-out split)")
+    ap.add_argument("--run-root", default=None,
+                    help="probe on a finished run's test clips instead (chapters 02-03 done): its blurry videos, "
+                         "keyframes and captions, scored against the test frames")
+    ap.add_argument("--seed", type=int, default=12, help="with --run-root: the run's cc2017-sim seed")
+    ap.add_argument("--subject", type=int, default=1, help="with --run-root: the subject")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the sim profile's)")
     ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the sim profile's, 1: none)")
+    ap.add_argument("--keyframe-scales", type=floats, default=None,
+                    help="SparseCtrl conditioning scales to sweep (default: the sim profile's, 1.0)")
     args = ap.parse_args()
-    cfg = chapter_config(profile="sim", subject=1, quick=False, seed=args.corpus_seed, data_root=None, run_root=None)
-    held = heldout_clips(args.corpus_seed, args.clips)
-    n = len(held.captions)
-    at = aligned_frame_indices(held.clips.shape[1], 6)
-    truth16 = uint8_videos(held.clips)
-    truth = truth16[:, at]
-    blurry = uint8_videos(blurred_clips(held.clips))
-    keyframes = truth[:, KEYFRAME_INDEX]
+    if args.run_root:
+        cfg = chapter_config(profile="sim", subject=args.subject, quick=False, seed=args.seed,
+                             data_root=None, run_root=args.run_root)
+        truth, blurry, keyframes, captions = run_inputs(cfg, args.clips)
+        velocity, score_seed = None, cfg.seed
+        print(f"{len(captions)} test clips of cc2017-sim seed {cfg.seed}, subject {cfg.subject} ({args.run_root})")
+    else:
+        cfg = chapter_config(profile="sim", subject=1, quick=False, seed=args.corpus_seed, data_root=None,
+                             run_root=None)
+        held = heldout_clips(args.corpus_seed, args.clips)
+        at = aligned_frame_indices(held.clips.shape[1], 6)
+        truth16 = uint8_videos(held.clips)
+        truth = truth16[:, at]
+        blurry = uint8_videos(blurred_clips(held.clips))
+        keyframes = truth[:, KEYFRAME_INDEX]
+        captions, velocity, score_seed = held.captions, held.velocity, args.corpus_seed
+    n = len(captions)
     pipe = video_pipeline(cfg)
     judges = {role: profile_role(cfg, role, cfg.torch_device())
               for role in ("frame_classifier", "video_classifier", "clip")}
-    seeds = clip_seeds(args.corpus_seed, n)
+    seeds = clip_seeds(score_seed, n)
     base = generation_config(cfg)
     if args.steps:
         base = base.replace(num_inference_steps=args.steps)
     if args.guidance is not None:
         base = base.replace(guidance_scale=args.guidance)
     truth_pcc = float(clip_pcc(clip_video_embeddings(judges["clip"], truth)).mean())
-    truth_dir = motion_direction_agreement(held.clips, held.velocity)["agreement"]
-    print(f"{n} held-out corpus clips; ground truth: CLIP-pcc@3fps {truth_pcc:.3f}, direction agreement "
-          f"{truth_dir:.3f}")
+    truth_dir = (motion_direction_agreement(held.clips, velocity)["agreement"] if velocity is not None
+                 else float("nan"))
+    print(f"ground truth: CLIP-pcc@3fps {truth_pcc:.3f}, direction agreement {truth_dir:.3f}")
 
     def row(tag: str, videos: np.ndarray, seconds: float | None = None) -> None:
-        s = score_videos(videos, truth, **judges, seed=args.corpus_seed)
-        moving = torch.from_numpy(videos).permute(0, 1, 4, 2, 3).float() / 255
-        direction = motion_direction_agreement(moving, held.velocity)["agreement"]
+        s = score_videos(videos, truth, **judges, seed=score_seed)
+        direction = float("nan")
+        if velocity is not None:
+            moving = torch.from_numpy(videos).permute(0, 1, 4, 2, 3).float() / 255
+            direction = motion_direction_agreement(moving, velocity)["agreement"]
         took = f"  {seconds / n:.2f} s/clip" if seconds is not None else ""
         print(f"{tag:<32} SSIM-S2 {s['ssim_s2']['mean']:.3f}  frame50 {s['frame_50way']['mean']:.3f}  "
               f"video50 {s['video_50way']['mean']:.3f}  CLIP-pcc@3fps {s['clip_pcc_aligned']['mean']:.3f}  "
@@ -145,15 +181,17 @@ def main() -> None:
               flush=True)
 
     row("blurry video alone", blurry)
-    row("keyframe, held still", np.repeat(keyframes[:, None], truth16.shape[1], axis=1))
+    row("keyframe, held still", np.repeat(keyframes[:, None], blurry.shape[1], axis=1))
     for theta in args.thetas or [base.theta]:
+        weight = alpha_noising(theta, pipe.scheduler, base.num_inference_steps, base.alpha_mode).signal
         for share in args.shares:
-            t0 = time.monotonic()
-            videos = pipe(blurry, keyframes, held.captions, seeds=seeds,
-                          config=base.replace(frame_noise_share=share, theta=theta), batch_size=args.batch,
-                          progress=False)
-            weight = alpha_noising(theta, pipe.scheduler, base.num_inference_steps, base.alpha_mode).signal
-            row(f"theta {theta:g} (w {weight:.2f}) share {share:g}", videos, time.monotonic() - t0)
+            for scale in args.keyframe_scales or [base.keyframe_scale]:
+                t0 = time.monotonic()
+                config = base.replace(frame_noise_share=share, theta=theta, keyframe_scale=scale)
+                videos = pipe(blurry, keyframes, captions, seeds=seeds, config=config, batch_size=args.batch,
+                              progress=False)
+                row(f"theta {theta:g} (w {weight:.2f}) share {share:g} kf {scale:g}", videos,
+                    time.monotonic() - t0)
 
 
 if __name__ == "__main__":
