@@ -71,6 +71,48 @@ A heavier blurry video smooths the videos a little and keeps its motion, but pas
 evidence: Eq. 5 hands the UNet, at the chain's first step (t = 801), latents that carry far more signal than that
 step's noise level holds, and the model, which takes most of its input for noise there, removes part of the blurry
 video with it.  No theta brings the CLIP-pcc near the truth's, so the paper's 0.3 stays.
+
+**Every knob again, on the v-prediction stand-ins** (2026-12-01, 1 thread; corpus: the same 48 held-out clips,
+truth CLIP-pcc 0.929; "kf" is the SparseCtrl scale)::
+
+    .venv/bin/python benchmarks/probe_frame_noise.py --clips 48 --shares 0.5,0.7
+    .venv/bin/python benchmarks/probe_frame_noise.py --clips 48 --shares 0,0.5 --thetas 0.5,0.7,0.8,0.9
+    .venv/bin/python benchmarks/probe_frame_noise.py --clips 48 --shares 0 --keyframe-scales 1.5,2,3
+    .venv/bin/python benchmarks/probe_frame_noise.py --clips 48 --shares 0 --steps 10
+
+| row (corpus) | SSIM S2 | frame 50-way | video 50-way | CLIP-pcc@3fps | sim-to-truth | direction |
+|---|---|---|---|---|---|---|
+| theta 0.3, share 0 (paper; from the table above) | 0.775 | 0.125 | 0.090 | 0.862 | 0.553 | 0.932 |
+| share 0.5 / 0.7 | 0.724 / 0.705 | 0.132 / 0.133 | 0.157 / 0.181 | 0.884 / 0.896 | 0.525 / 0.503 | 0.841 / 0.841 |
+| theta 0.5 / 0.7 | 0.777 / 0.776 | 0.125 / 0.112 | 0.073 / 0.089 | 0.867 / 0.877 | 0.566 / 0.569 | 0.977 / 0.977 |
+| theta 0.8 / 0.9 | 0.771 / 0.760 | 0.097 / 0.093 | 0.083 / 0.096 | 0.881 / 0.881 | 0.561 / 0.545 | 0.977 / 0.977 |
+| theta 0.8 / 0.9, share 0.5 | 0.755 / 0.751 | 0.113 / 0.124 | 0.069 / 0.030 | 0.906 / 0.913 | 0.563 / 0.548 | 0.977 / 0.977 |
+| kf 1.5 / 2 / 3 | 0.770 / 0.761 / 0.732 | 0.128 / 0.132 / 0.132 | 0.074 / 0.092 / 0.093 | 0.853 / 0.840 / 0.806 | 0.552 / 0.537 / 0.480 | 0.932 / 0.932 / 0.886 |
+| 10 DDIM steps | 0.765 | 0.133 | 0.069 | 0.860 | 0.548 | 0.932 |
+
+Unlike the epsilon model, the v model takes a heavier blurry video without losing SSIM (theta 0.8: -0.004), and
+its videos follow the blurry motion more often; holding the keyframe harder only makes them worse.  The corpus'
+inputs are ideal (the true keyframe and caption), so the knobs were then tried where chapter 04 works, on a
+**validation seed**: the first 120 test clips of cc2017-sim seed 12, subject 1, with its chapter 02-03 outputs
+(``--run-root runs/seed12 --seed 12 --clips 120``; truth CLIP-pcc 0.902; the blurry video alone scores SSIM 0.774,
+frame 50-way 0.100, video 50-way 0.057; the keyframe held still 0.677, 0.155, 0.097).  The unseen seed that the
+issues ask for is kept for the final measurement.
+
+| row (seed 12, 120 clips) | SSIM S2 | frame 50-way | video 50-way | CLIP-pcc@3fps | sim-to-truth |
+|---|---|---|---|---|---|
+| theta 0.3, share 0 (paper) | 0.704 | 0.095 | 0.105 | 0.806 | 0.279 |
+| theta 0.3, share 0.5 / 0.7 | 0.647 / 0.628 | 0.066 / 0.059 | 0.091 / 0.093 | 0.840 / 0.869 | 0.156 / 0.134 |
+| theta 0.8, share 0 | 0.708 | 0.086 | 0.099 | 0.836 | 0.347 |
+| theta 0.8, share 0.5 / 0.7 | 0.688 / 0.679 | 0.083 / 0.082 | 0.073 / 0.072 | 0.856 / 0.873 | 0.308 / 0.290 |
+
+Chapter 04's target is a CLIP-pcc within 0.05 of the truth's (>= 0.852 here) while beating the blurry video on
+both 50-way scores.  Only the settings with shared noise reach it, and they give up the 50-way scores (frame
+50-way 0.059-0.083 against the blurry video's 0.100) and much of the frames' likeness to the truth.  theta 0.8
+alone is the one change with no cost in SSIM and a large gain in likeness (0.347 against 0.279), but it lowers
+frame 50-way on both sets (-0.009 here, -0.028 on the corpus), and the CLIP-pcc gain (+0.03) does not reach the
+target.  So the sim profile keeps the paper's theta 0.3 and independent noise: the videos' flicker is the t2v
+stand-in's (its motion module ties 16 frames together less well than AnimateDiff's), and the fix belongs in its
+training, not in the sampler.
 """
 from __future__ import annotations
 
