@@ -117,6 +117,7 @@ training, not in the sampler.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -176,6 +177,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the sim profile's)")
     ap.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the sim profile's, 1: none)")
+    ap.add_argument("--cutoffs", type=floats, default=floats("0"),
+                    help="share only the noise above these spatial frequencies (fractions of Nyquist; 0: all)")
     ap.add_argument("--keyframe-scales", type=floats, default=None,
                     help="SparseCtrl conditioning scales to sweep (default: the sim profile's, 1.0)")
     args = ap.parse_args()
@@ -226,14 +229,17 @@ def main() -> None:
     row("keyframe, held still", np.repeat(keyframes[:, None], blurry.shape[1], axis=1))
     for theta in args.thetas or [base.theta]:
         weight = alpha_noising(theta, pipe.scheduler, base.num_inference_steps, base.alpha_mode).signal
-        for share in args.shares:
-            for scale in args.keyframe_scales or [base.keyframe_scale]:
-                t0 = time.monotonic()
-                config = base.replace(frame_noise_share=share, theta=theta, keyframe_scale=scale)
-                videos = pipe(blurry, keyframes, captions, seeds=seeds, config=config, batch_size=args.batch,
-                              progress=False)
-                row(f"theta {theta:g} (w {weight:.2f}) share {share:g} kf {scale:g}", videos,
-                    time.monotonic() - t0)
+        for share, cutoff, scale in itertools.product(args.shares, args.cutoffs,
+                                                      args.keyframe_scales or [base.keyframe_scale]):
+            if share == 0 and cutoff > 0:
+                continue                                  # nothing is shared: the cutoff changes nothing
+            t0 = time.monotonic()
+            config = base.replace(frame_noise_share=share, frame_noise_cutoff=cutoff, theta=theta,
+                                  keyframe_scale=scale)
+            videos = pipe(blurry, keyframes, captions, seeds=seeds, config=config, batch_size=args.batch,
+                          progress=False)
+            row(f"theta {theta:g} (w {weight:.2f}) share {share:g} cut {cutoff:g} kf {scale:g}", videos,
+                time.monotonic() - t0)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ run_root = None
 theta = None               # Eq. 5's theta in [0, 1]; None: the profile's (0.3, the paper's)
 alpha_mode = "paper"       # "paper": Eq. 5 with theta; "official": noised to the chain's first step, theta ignored
 frame_noise_share = None   # fraction in [0, 1] of the starting noise a clip's frames share; None: the profile's (0)
+frame_noise_cutoff = None  # share only above this spatial frequency (fraction of Nyquist, [0, 1)); None: profile's
 compare = None             # variants beside "full"; None: ["no_blurry"] ([] in quick mode); chapter 06 runs them all
 n_clips = None             # generate and score the first n test clips; None: all (the first 24 in quick mode)
 retrain = False            # generate again even if this exact run is already on disk
@@ -101,7 +102,8 @@ cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
 compare = parameter_list(compare, VARIANTS, "compare", [] if cfg.quick else ["no_blurry"])   # "-p compare a,b"
 config = generation_config(cfg).replace(
     alpha_mode=alpha_mode, **({"theta": float(theta)} if theta is not None else {}),
-    **({"frame_noise_share": float(frame_noise_share)} if frame_noise_share is not None else {}))
+    **({"frame_noise_share": float(frame_noise_share)} if frame_noise_share is not None else {}),
+    **({"frame_noise_cutoff": float(frame_noise_cutoff)} if frame_noise_cutoff is not None else {}))
 pd.Series(dataclasses.asdict(config)).to_frame("generation config")
 
 # %% [markdown]

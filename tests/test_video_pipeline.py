@@ -352,9 +352,37 @@ def test_frame_noise_share_mixes_a_noise_all_frames_share():
         VideoGenerationConfig(frame_noise_share=-0.1)
 
 
+def test_frame_noise_cutoff_shares_the_fine_detail_only():
+    """With a cutoff the frames share the noise above it and keep their own below it: at share 1 the frames' high
+    bands are identical and their low bands are the independent noise's; every element stays N(0, 1); two frames
+    correlate by the share of frequencies above the cutoff; cutoff 0 is the whole-noise share; bad cutoffs refused."""
+    shape = (4, FRAMES, 16, 16)
+    high = sampler.high_frequency_mask(16, 16, 0.5)
+    band = lambda x, m: torch.fft.irfft2(torch.fft.rfft2(x) * m, s=(16, 16))
+    split = sampler.clip_noise(7, 0, shape, frame_share=1.0, share_cutoff=0.5)
+    own = sampler.clip_noise(7, 0, shape)
+    torch.testing.assert_close(band(split, high)[:, 0], band(split, high)[:, FRAMES - 1])
+    torch.testing.assert_close(band(split, 1 - high), band(own, 1 - high))
+    assert float((band(split, 1 - high)[:, 0] - band(split, 1 - high)[:, FRAMES - 1]).abs().mean()) > 0.3
+    many = torch.cat([sampler.clip_noise(s, 0, shape, 1.0, 0.5) for s in range(8)])
+    assert abs(float(many.std()) - 1.0) < 0.03
+    expected = float(torch.cat([high, high[:, 1:8].flip(1)], 1).mean())   # share of all 16 x 16 bins above it
+    assert abs(_corr(many[:, 3], many[:, 11]) - expected) < 0.05
+    assert 0.2 < expected < 0.9
+    torch.testing.assert_close(sampler.clip_noise(7, 0, shape, 0.8, 0.0), sampler.clip_noise(7, 0, shape, 0.8))
+    with pytest.raises(ValueError, match=r"share_cutoff.*\[0, 1\).*1.2"):
+        sampler.clip_noise(7, 0, shape, frame_share=1.0, share_cutoff=1.2)
+    with pytest.raises(ValueError, match=r"frame_noise_cutoff.*\[0, 1\).*-0.5"):
+        VideoGenerationConfig(frame_noise_cutoff=-0.5)
+    # the paper profile keeps the paper's independent frames; the sim profile shares the fine detail only
+    assert VideoGenerationConfig.paper().frame_noise_share == 0.0
+    assert VideoGenerationConfig.sim().frame_noise_share > 0 and 0 < VideoGenerationConfig.sim().frame_noise_cutoff < 1
+
+
 def test_frame_noise_share_reaches_the_chain(pipe, monkeypatch):
-    """The pipeline's starting latents use the config's share: with share 1 and no blurry video every frame starts
-    from the same noise; with the default (0) the frames' noises differ."""
+    """The pipeline's starting latents use the config's share and cutoff: with share 1 and no blurry video every frame
+    starts from the same noise; with the default (0) the frames' noises differ; with a cutoff only the fine detail
+    is the same."""
     blurry, keyframes, captions = _inputs(1)
     starts = []
     real = sampler.denoise_videos
@@ -368,6 +396,12 @@ def test_frame_noise_share_reaches_the_chain(pipe, monkeypatch):
     kw = dict(seeds=[3], use_blurry=False, use_keyframe=False, progress=False, output_type="latent")
     pipe(blurry, keyframes, captions, config=SMALL.replace(frame_noise_share=1.0), **kw)
     pipe(blurry, keyframes, captions, **kw)
-    shared, own = starts
+    pipe(blurry, keyframes, captions, config=SMALL.replace(frame_noise_share=1.0, frame_noise_cutoff=0.5), **kw)
+    shared, own, fine = starts
     torch.testing.assert_close(shared[:, :, 0], shared[:, :, FRAMES - 1])
     assert (own[:, :, 0] - own[:, :, FRAMES - 1]).abs().mean() > 0.5
+    size = fine.shape[-2:]
+    high = sampler.high_frequency_mask(*size, 0.5)
+    torch.testing.assert_close(torch.fft.rfft2(fine[:, :, 0]) * high, torch.fft.rfft2(fine[:, :, FRAMES - 1]) * high,
+                               atol=1e-4, rtol=1e-4)
+    assert (fine[:, :, 0] - fine[:, :, FRAMES - 1]).abs().mean() > 0.2

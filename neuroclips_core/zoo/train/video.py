@@ -525,7 +525,8 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
     return latents
 
 
-def clip_noise(seed: int, index: int, shape: tuple, frame_share: float = 0.0) -> torch.Tensor:
+def clip_noise(seed: int, index: int, shape: tuple, frame_share: float = 0.0,
+               share_cutoff: float = 0.0) -> torch.Tensor:
     """The starting noise (C, F, h, w) of clip ``index`` of a generation seeded ``seed`` (independent of batching).
 
     ``frame_share`` is the fraction of each element's variance that all F frames share: the noise is
@@ -533,15 +534,37 @@ def clip_noise(seed: int, index: int, shape: tuple, frame_share: float = 0.0) ->
     N(0, 1) and two frames' noises correlate by ``s`` (the "mixed" video noise prior of PYoCo, Ge et al. 2023).
     0 is the paper's independent noise; the shared part is drawn after the independent one, so ``s = 0`` gives
     exactly the noise it always gave.
+
+    ``share_cutoff`` > 0 shares only the fine detail: the spatial frequencies above ``share_cutoff`` (a radius, as a
+    fraction of the Nyquist frequency) are mixed as above, the coarser ones stay each frame's own.  The two bands
+    are complementary projections of white noise, so every element is still exactly N(0, 1); two frames correlate
+    by ``s`` times the share of frequencies above the cutoff.  Why: on the stand-ins the class lives in a fine
+    texture, and independent noise lets each frame draw its own; the coarse layout should follow the blurry video,
+    which whole-noise sharing overrides (``benchmarks/probe_frame_noise.py``).
     """
     if not 0.0 <= float(frame_share) <= 1.0:
         raise ValueError(f"frame_share: expected a fraction of the noise variance in [0, 1], found {frame_share!r}")
+    if not 0.0 <= float(share_cutoff) < 1.0:
+        raise ValueError(f"share_cutoff: expected a spatial frequency in [0, 1) as a fraction of Nyquist (0: share "
+                         f"every frequency), found {share_cutoff!r}")
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index]).generate_state(1)[0]))
     own = torch.randn(shape, generator=generator)
     if frame_share == 0:
         return own
     shared = torch.randn((shape[0], 1, *shape[2:]), generator=generator)
-    return math.sqrt(frame_share) * shared + math.sqrt(1.0 - frame_share) * own
+    mixed = math.sqrt(frame_share) * shared + math.sqrt(1.0 - frame_share) * own
+    if share_cutoff == 0:
+        return mixed
+    high = high_frequency_mask(shape[-2], shape[-1], share_cutoff)
+    return torch.fft.irfft2(torch.fft.rfft2(own) * (1 - high) + torch.fft.rfft2(mixed) * high, s=shape[-2:])
+
+
+def high_frequency_mask(h: int, w: int, cutoff: float) -> torch.Tensor:
+    """float (h, w // 2 + 1): 1 where the radial spatial frequency of ``torch.fft.rfft2``'s bins exceeds ``cutoff``
+    (a fraction of Nyquist), else 0.  Symmetric under negating the frequency, so it keeps a real signal real."""
+    fy = torch.fft.fftfreq(h).abs()[:, None] / 0.5
+    fx = torch.fft.rfftfreq(w)[None, :] / 0.5
+    return ((fy ** 2 + fx ** 2).sqrt() > cutoff).float()
 
 
 @torch.no_grad()
