@@ -181,23 +181,24 @@ for j, r in results.items():
           f"{c['fused']['n'] > 0 and c['fused']['mean'] > c['unfused']['mean']}")
 
 # %% [markdown]
-# **Measured on test clips none of this was tuned on** (cc2017-sim seed 12, subject 1, 240 test clips, 239
-# neighbouring pairs, 63% of them the same class; `papermill book/05_fusion.ipynb out.ipynb -p seed 12 -p run_root
-# runs/seed12 -p subject 1`, 4.5 minutes on 1 thread beside another job, with chapter 04 on disk, about 2 of them
-# regenerating the chains' later clips for each judge; the v-prediction t2v and its SparseCtrl, chapter 00b).
+# **Measured on a seed none of this was tuned on** (cc2017-sim seed 27, subject 1, 240 test clips, 239
+# neighbouring pairs, 64% of them the same class; `papermill book/05_fusion.ipynb out.ipynb -p seed 27 -p run_root
+# runs/seed27 -p subject 1`, 6.9 minutes on 1 thread with two other chapters sharing the 2 cores, chapter 04 on
+# disk; about 3 of them regenerating the chains' later clips for each judge; the sim sampler, which shares the
+# frames' fine noise, chapter 04).
 #
 # | judge | held-out accuracy | balanced | always "same" | boundaries joined | boundary cosine: fused / unfused / truth | fused higher |
 # |---|---|---|---|---|---|---|
-# | `keyframe` (the paper's) | 0.561 | 0.524 | 0.632 | 122 | **0.766** / 0.519 / 0.902 | 80% |
-# | `evidence` | 0.657 | 0.629 | 0.632 | 122 | **0.769** / 0.513 / 0.938 | 84% |
+# | `keyframe` (the paper's) | 0.594 | 0.568 | 0.636 | 114 | **0.792** / 0.520 / 0.897 | 82% |
+# | `evidence` | 0.707 | 0.686 | 0.636 | 124 | **0.779** / 0.545 / 0.898 | 75% |
 #
 # The fusion does what the paper says: starting a clip from the previous clip's last frame raises the similarity
-# where two clips meet by 0.25 (0.52 to 0.77), and does so at 80-84% of the boundaries it joins. With the epsilon video
-# stand-ins, which held frame 0 loosely, the gain was 0.06-0.07 at 60% of the boundaries. The judge is the weak part.
-# The paper's judge sees only the two reconstructed keyframes, and the stand-in unCLIP's keyframes carry little of
-# their clip's class (chapter 03: keyframe 50-way about 0.19), so it does no better than always answering "same".
-# The `evidence` judge adds how alike the two fMRI samples, the two blurry videos and the prior's embeddings are,
-# and does a little better than that. Neither reaches issue 7's 0.8. Both judges scored higher at the last
-# measurement (0.619 and 0.741), on keyframes from a chapter 03 run on 2 threads; this run's chapter 03 ran on 1
-# thread, and floating-point sums in another order trained a slightly different prior (its tokens retrieve their
-# keyframe 0.183 of the time, against 0.150). A judge fitted to 239 pairs moves that much between two such runs.
+# where two clips meet by 0.23-0.27 (about 0.53 to 0.79), and does so at 75-82% of the boundaries it joins. On seed
+# 12 (with the paper's independent frame noise) the gain was the same, 0.25, at 80-84% of the boundaries; with the
+# epsilon video stand-ins, which held frame 0 loosely, it was 0.06-0.07 at 60%. The judge is the weak part. The
+# paper's judge sees only the two reconstructed keyframes, and the stand-in unCLIP's keyframes carry little of their
+# clip's class (chapter 03: keyframe 50-way about 0.19), so it does worse than always answering "same". The
+# `evidence` judge adds how alike the two fMRI samples, the two blurry videos and the prior's embeddings are, and
+# beats always answering "same" by 0.07 (0.657 against 0.632 on seed 12). Neither reaches issue 7's 0.8. A judge
+# fitted to 239 pairs moves by a few hundredths between runs: on seed 12 the two judges scored 0.619 and 0.741 with
+# a chapter 03 trained on 2 threads, and 0.561 and 0.657 with one trained on 1 thread.
