@@ -203,7 +203,7 @@ else:
 # way; and the videos are slightly *smoother* without the keyframe, where the paper found them smoother with it
 # (its Table 2: CLIP-pcc 0.736 against 0.695). Both come from the stand-ins, as chapter 04 explains: the SparseCtrl
 # stand-in pins frame 0 to the keyframe and carries it only partly into the later frames, so the first step jumps,
-# and the sim sampler's shared fine noise, which made the videos as smooth as the truth, now sets much of the texture
-# that the keyframe used to hand on. On seed 12, with the paper's independent frame noise, removing the keyframe had
+# and, we think (this is untested), the sim sampler's shared fine noise, which made the videos as smooth as the
+# truth, now sets much of the texture that the keyframe used to hand on. On seed 12, with the paper's independent frame noise, removing the keyframe had
 # cost video 50-way 0.052 ± 0.021 (subject 1) and the full model had been the smoothest variant; its videos
 # flickered far more than the truth (CLIP-pcc 0.80 against 0.90).
