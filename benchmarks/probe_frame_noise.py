@@ -141,7 +141,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 
 import numpy as np
@@ -154,10 +153,10 @@ from neuroclips_core.notebook import chapter_config
 from neuroclips_core.perception_run import load_perception_result
 from neuroclips_core.pipelines.alpha_guidance import alpha_noising
 from neuroclips_core.pipelines.blurry import interpolate_frames
-from neuroclips_core.pipelines.captions import CAPTIONS_FILE
 from neuroclips_core.pipelines.keyframes import KEYFRAMES_FILE
 from neuroclips_core.semantics_run import KEYFRAME_INDEX, semantics_dir
-from neuroclips_core.video_run import clip_seeds, generation_config, score_videos, video_pipeline
+from neuroclips_core.video_run import (check_variant, clip_seeds, generation_config, prompts_for, score_videos,
+                                      video_pipeline)
 from neuroclips_core.zoo.corpus import CLIP_FRAMES, heldout_clips
 from neuroclips_core.zoo.motion import motion_direction_agreement
 from neuroclips_core.zoo.train.video import blurred_clips
@@ -181,7 +180,7 @@ def run_inputs(cfg, n_clips: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, l
     n = min(n_clips, store.n_test)
     blurry = interpolate_frames(np.array(perception.blurry()[:n]), CLIP_FRAMES)
     keyframes = np.array(np.load(folder / KEYFRAMES_FILE, mmap_mode="r")[:n])
-    captions = json.loads((folder / CAPTIONS_FILE).read_text())[:n]
+    captions = prompts_for(cfg, cfg.subject, check_variant("full"), captioner_loader=None)[:n]   # chapter 03's
     return np.array(store.frames_test[:n]), blurry, keyframes, captions
 
 
