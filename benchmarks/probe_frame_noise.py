@@ -203,6 +203,10 @@ def main() -> None:
                     help="share only the noise above these spatial frequencies (fractions of Nyquist; 0: all)")
     ap.add_argument("--keyframe-scales", type=floats, default=None,
                     help="SparseCtrl conditioning scales to sweep (default: the sim profile's, 1.0)")
+    ap.add_argument("--keyframe-frames", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="video frames the SparseCtrl holds the keyframe at, to sweep (default: the profile's, 0)")
+    ap.add_argument("--no-keyframe-row", action="store_true",
+                    help="also generate without the keyframe (chapter 04's no_keyframe variant), the profile's sampler")
     args = ap.parse_args()
     if args.run_root:
         cfg = chapter_config(profile="sim", subject=args.subject, quick=False, seed=args.seed,
@@ -242,25 +246,35 @@ def main() -> None:
             moving = torch.from_numpy(videos).permute(0, 1, 4, 2, 3).float() / 255
             direction = motion_direction_agreement(moving, velocity)["agreement"]
         took = f"  {seconds / n:.2f} s/clip" if seconds is not None else ""
+        e = clip_video_embeddings(judges["clip"], videos)
+        e = e / np.linalg.norm(e, axis=-1, keepdims=True)
+        step = (e[:, 1:] * e[:, :-1]).sum(-1).mean(0)          # adjacent frames' cosine, per step of the video
         print(f"{tag:<32} SSIM-S2 {s['ssim_s2']['mean']:.3f}  frame50 {s['frame_50way']['mean']:.3f}  "
               f"video50 {s['video_50way']['mean']:.3f}  CLIP-pcc@3fps {s['clip_pcc_aligned']['mean']:.3f}  "
+              f"CLIP-pcc {step.mean():.3f} (first step {step[0]:.3f}, worst {step.min():.3f} at {step.argmin()})  "
               f"sim-to-truth {s['clip_similarity_to_truth']['mean']:.3f}  direction {direction:.3f}{took}",
               flush=True)
 
     row("blurry video alone", blurry)
     row("keyframe, held still", np.repeat(keyframes[:, None], blurry.shape[1], axis=1))
+    if args.no_keyframe_row:
+        t0 = time.monotonic()
+        videos = pipe(blurry, None, captions, seeds=seeds, use_keyframe=False, config=base, batch_size=args.batch,
+                      progress=False)
+        row("no keyframe (the profile's sampler)", videos, time.monotonic() - t0)
     for theta in args.thetas or [base.theta]:
         weight = alpha_noising(theta, pipe.scheduler, base.num_inference_steps, base.alpha_mode).signal
-        for share, cutoff, scale in itertools.product(args.shares, args.cutoffs,
-                                                      args.keyframe_scales or [base.keyframe_scale]):
+        for share, cutoff, scale, frame in itertools.product(args.shares, args.cutoffs,
+                                                             args.keyframe_scales or [base.keyframe_scale],
+                                                             args.keyframe_frames or [base.keyframe_frame]):
             if share == 0 and cutoff > 0:
                 continue                                  # nothing is shared: the cutoff changes nothing
             t0 = time.monotonic()
             config = base.replace(frame_noise_share=share, frame_noise_cutoff=cutoff, theta=theta,
-                                  keyframe_scale=scale)
+                                  keyframe_scale=scale, keyframe_frame=frame)
             videos = pipe(blurry, keyframes, captions, seeds=seeds, config=config, batch_size=args.batch,
                           progress=False)
-            row(f"theta {theta:g} (w {weight:.2f}) share {share:g} cut {cutoff:g} kf {scale:g}", videos,
+            row(f"theta {theta:g} (w {weight:.2f}) share {share:g} cut {cutoff:g} kf {scale:g}@{frame}", videos,
                 time.monotonic() - t0)
 
 

@@ -7,16 +7,27 @@
     result.summary["continuity"]                # CLIP similarity of the frames that meet, fused vs unfused
     result.videos                               # uint8 (N, 16, H, W, 3): chains' later clips regenerated
 
-**The judge.** A shallow MLP (:class:`SameClassMLP`) reads the CLIP image embeddings of two neighbouring clips'
-reconstructed keyframes and says whether they show the same class.  Pair features are symmetric,
-``[e_i * e_j, |e_i - e_j|]`` on unit embeddings (D each).  Labels: on sim the simulation's class per clip; on real
-data the frame classifier's top class of each clip's ground-truth keyframe (stored frame ``KEYFRAME_INDEX``), the
-labelling the issue suggests, since cc2017 has none.  The paper trains its MLP on pairs it does not say how it
-chose; here there is one test segment, so the judge is scored by blocked cross-validation over it: 5 contiguous
-folds of neighbouring pairs, the pairs that share a clip with a held-out pair left out of training, and every pair's
-decision comes from the model that did not see it.  ``judge="evidence"`` (not in the paper) adds three scalar
-similarities the reconstructions also carry: the blurry videos' meeting frames (pixel correlation), the prior's
-fMRI embeddings (cosine) and the test fMRI itself (cosine of the mean-centred responses).
+**The judges.** Each decides, for every pair of neighbouring test clips, whether they show the same class.
+
+- ``keyframe`` (the paper's): a shallow MLP (:class:`SameClassMLP`) reads the CLIP image embeddings of the two
+  clips' reconstructed keyframes; pair features are symmetric, ``[e_i * e_j, |e_i - e_j|]`` on unit embeddings
+  (D each).  The paper does not say which pairs train it, and reconstructed keyframes exist for the test clips
+  only, so it is scored by blocked cross-validation over the test segment: 5 contiguous folds of neighbouring
+  pairs, the pairs that share a clip with a held-out pair left out of training, and every pair's decision comes
+  from the model that did not see it.  (Trained instead on the training runs' ground-truth keyframes, it does no
+  better on reconstructed ones: 0.59 on seed 12, subject 1, against 0.91 on the true test keyframes.)
+- ``fmri_class`` (not in the paper): the same MLP on what a linear class decoder reads from the fMRI around the
+  boundary.  A closed-form ridge (:class:`~neuroclips_core.models.ridge.RidgeRegression`, penalty chosen on held-out
+  training runs) maps each clip's response to scores over the classes (one-hot targets); the features are
+  the cosines among those scores for the 4 clips ``i - 1 .. i + 2`` (:func:`context_features`; each run's scores
+  centred on its own mean).  A shot change is a change point in a slow signal, so the clips on either side of the
+  pair, and how alike those before and after it are, say more than the pair alone.  It needs no reconstruction,
+  so it is trained on every neighbouring pair of the training runs (their repetitions averaged; their class
+  scores cross-fitted: each run's from a decoder that did not see it) and scored on all test pairs; the features
+  are standardised within each split, since the test responses average 10 repetitions and the training ones 2.
+
+Labels: on sim the simulation's class per clip; on real data the frame classifier's top class of each clip's
+ground-truth keyframe (stored frame ``KEYFRAME_INDEX``), the labelling the issue suggests, since cc2017 has none.
 
 **The fusion.** Clips are walked in order and grouped into chains of up to :data:`MAX_CHAIN` (3 clips: 6 s) while
 the judge says "same"; a chain's first clip keeps chapter 04's full video and each later clip is generated again
@@ -41,7 +52,6 @@ from torch import nn
 
 from .artifacts import json_clean, profile_role, step_dir, store_with_frames
 from .config import RunConfig
-from .metrics import pearson
 from .metrics_semantic import _unit, clip_video_embeddings, frame_class_probabilities
 from .perception_run import load_perception_result
 from .pipelines.blurry import interpolate_frames, save_npy_atomic
@@ -54,9 +64,12 @@ from .video_run import (VARIANTS, clip_seeds, generation_config, n_test_clips, p
 
 MAX_CHAIN = 3               # clips per fused video: 6 s, as the paper's longest
 N_FOLDS = 5
-JUDGES = {"keyframe": "the paper's: CLIP embeddings of the two reconstructed keyframes",
-          "evidence": "keyframes plus the similarity of the blurry videos' meeting frames, the prior's embeddings "
-                      "and the fMRI"}
+JUDGES = {"keyframe": "the paper's: CLIP embeddings of the two reconstructed keyframes (cross-validated on the "
+                      "test pairs)",
+          "fmri_class": "a ridge class decoder's scores from the fMRI of the 4 clips around the boundary (trained on "
+                        "the training runs' pairs)"}
+CONTEXT = 1                 # clips on each side of a pair that fmri_class also reads: the window is i - 1 .. i + 2
+DECODER_FOLDS = 3           # groups of training runs the class scores are cross-fitted over
 FUSED_FILE, SUMMARY_FILE = "videos_fused.npy", "summary.json"
 
 
@@ -69,13 +82,36 @@ def pair_features(embeddings: np.ndarray) -> np.ndarray:
     return np.concatenate([e[:-1] * e[1:], np.abs(e[:-1] - e[1:])], axis=1)
 
 
-def neighbour_cosine(x: np.ndarray, centre: bool = False) -> np.ndarray:
-    """float32 (N - 1,): cosine of rows i and i + 1 of (N, ...) flattened (after subtracting the mean row)."""
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
-    if centre:
-        x = x - x.mean(axis=0)
-    x = _unit(x)
-    return (x[:-1] * x[1:]).sum(axis=1)
+def context_features(fmri: np.ndarray, context: int = CONTEXT) -> np.ndarray:
+    """float32 (N - 1, K (K - 1) / 2), K = 2 ``context`` + 2: for each neighbouring pair (i, i + 1) of one run's
+    responses ``fmri`` (N, ...) in time order, the cosines among the clips ``i - context .. i + 1 + context``
+    (indices clamped to the run), each response centred on the run's mean response first.
+
+    The first column pair is (window start, window start + 1); the cosine of the pair itself is column
+    ``pair_column(context)``.
+    """
+    x = np.asarray(fmri, np.float32).reshape(len(fmri), -1)
+    if len(x) < 2 or not np.isfinite(x).all():
+        raise ValueError(f"context_features: expected finite responses of at least 2 clips, found shape "
+                         f"{np.shape(fmri)}{'' if np.isfinite(x).all() else ' with non-finite values'}")
+    x = _unit(x - x.mean(axis=0))
+    starts = np.arange(len(x) - 1)
+    window = np.clip(starts[:, None] + np.arange(-context, context + 2)[None], 0, len(x) - 1)   # (N - 1, K)
+    rows, cols = np.triu_indices(window.shape[1], 1)
+    return np.stack([(x[window[:, r]] * x[window[:, c]]).sum(axis=1) for r, c in zip(rows, cols)],
+                    axis=1).astype(np.float32)
+
+
+def pair_column(context: int = CONTEXT) -> int:
+    """The column of :func:`context_features` that holds the cosine of the pair (i, i + 1) itself."""
+    rows, cols = np.triu_indices(2 * context + 2, 1)
+    return int(np.flatnonzero((rows == context) & (cols == context + 1))[0])
+
+
+def standardised(x: np.ndarray) -> np.ndarray:
+    """Columns of (P, F) to zero mean and unit standard deviation (a constant column stays 0)."""
+    x = np.asarray(x, np.float32)
+    return (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
 
 
 class SameClassMLP(nn.Module):
@@ -207,33 +243,105 @@ class FusionResult:
         return sorted((self.folder / "gifs").glob("chain_*.gif"))
 
 
-def same_class_labels(cfg: RunConfig, store, n: int, device) -> tuple[np.ndarray, str]:
-    """bool (n - 1,): whether neighbouring test clips share a class, and how that was labelled."""
+def clip_labels(cfg: RunConfig, store, split: str, device) -> tuple[np.ndarray, str]:
+    """int (N,): the class of every clip of ``split`` ("train" or "test"), and how it was labelled."""
+    if split not in ("train", "test"):
+        raise ValueError(f"clip_labels: split must be 'train' or 'test', found {split!r}")
     if store.has_labels:
-        labels = np.asarray(store.labels_test[:n])
-        how = "the simulation's class per clip"
-    else:
-        probs = frame_class_probabilities(profile_role(cfg, "frame_classifier", device),
-                                          np.asarray(store.frames_test[:n, KEYFRAME_INDEX:KEYFRAME_INDEX + 1]))
-        labels = probs[:, 0].argmax(-1)
-        how = f"the frame classifier's top class of each clip's ground-truth keyframe (stored frame {KEYFRAME_INDEX})"
-    return labels[:-1] == labels[1:], how
+        return np.asarray(getattr(store, f"labels_{split}")), "the simulation's class per clip"
+    frames = getattr(store, f"frames_{split}")
+    probs = frame_class_probabilities(profile_role(cfg, "frame_classifier", device),
+                                      np.asarray(frames[:, KEYFRAME_INDEX:KEYFRAME_INDEX + 1]))
+    return (probs[:, 0].argmax(-1),
+            f"the frame classifier's top class of each clip's ground-truth keyframe (stored frame {KEYFRAME_INDEX})")
 
 
-def judge_features(judge: str, clip, keyframes: np.ndarray, blurry6: np.ndarray, prior_tokens: np.ndarray,
-                   fmri: np.ndarray) -> np.ndarray:
-    """float32 (N - 1, F): the pair features of ``judge`` (a key of :data:`JUDGES`)."""
+def same_as_next(labels: np.ndarray) -> np.ndarray:
+    """bool (N - 1,): whether clip i + 1 has clip i's label."""
+    labels = np.asarray(labels)
+    return labels[:-1] == labels[1:]
+
+
+def decoded_class_scores(fmri_train: np.ndarray, labels_train: np.ndarray, runs: np.ndarray,
+                         fmri_test: np.ndarray, folds: int = DECODER_FOLDS,
+                         lam: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(float32 (N_train, C) out-of-fold scores, float32 (N_test, C) scores, the penalty) of a ridge (with
+    intercept) from the responses (N, V) to one-hot classes (C: the classes the training clips show).
+
+    The training runs are split into ``folds`` groups; the penalty (unless ``lam`` is given) is chosen by validation
+    error on the first group with the others as training data; then every group's scores come from a ridge fitted
+    on the other groups, and the test scores from one fitted on all runs.
+    """
+    from .models.ridge import RidgeRegression
+
+    runs = np.asarray(runs)
+    order = list(dict.fromkeys(runs.tolist()))
+    if len(order) < folds:
+        raise ValueError(f"decoded_class_scores: need at least {folds} training runs to cross-fit over, found "
+                         f"{len(order)}")
+    _, classes = np.unique(np.asarray(labels_train), return_inverse=True)
+    y = np.eye(classes.max() + 1, dtype=np.float32)[classes]
+    groups = [np.isin(runs, group) for group in np.array_split(np.asarray(order, dtype=object), folds)]
+    if lam is None:
+        first = groups[0]
+        lam = RidgeRegression().fit(fmri_train[~first], y[~first], fmri_train[first], y[first]).lambda_
+    out_of_fold = np.empty_like(y)
+    for held in groups:
+        out_of_fold[held] = RidgeRegression(lambdas=(lam,)).fit(fmri_train[~held], y[~held]).predict(
+            fmri_train[held])
+    test = RidgeRegression(lambdas=(lam,)).fit(fmri_train, y).predict(fmri_test)
+    return out_of_fold, test, float(lam)
+
+
+def training_run_pairs(scores: np.ndarray, labels_train: np.ndarray, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(:func:`context_features` of every neighbouring pair inside each training run of ``scores`` (N, ...), their
+    bool labels); pairs never straddle two runs."""
+    runs = np.asarray(runs)
+    x, y = [], []
+    for run in dict.fromkeys(runs.tolist()):                     # the runs in store order
+        clips = np.flatnonzero(runs == run)
+        x.append(context_features(np.asarray(scores)[clips]))
+        y.append(same_as_next(np.asarray(labels_train)[clips]))
+    return np.concatenate(x), np.concatenate(y)
+
+
+def judge_probabilities(cfg: RunConfig, store, judge: str, n: int, *, clip=None, subject: int | None = None,
+                        device=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(bool (n - 1,) the truth, float (n - 1,) p(same) of every neighbouring pair of the first ``n`` test clips,
+    {"labels", "trained_on"}) for ``judge`` (a key of :data:`JUDGES`; module docstring).
+
+    ``keyframe`` needs chapter 03's keyframes of the subject and the CLIP role (``clip``, loaded if None);
+    ``fmri_class`` needs only the store, and adds ``decoder_top1``: how often its class decoder's top class is the
+    test clip's label.
+    """
     if judge not in JUDGES:
         raise ValueError(f"judge: expected one of {list(JUDGES)}, found {judge!r}")
-    kf = clip_video_embeddings(clip, np.asarray(keyframes)[:, None])[:, 0]
-    x = pair_features(kf)
-    if judge == "evidence":
-        b = np.asarray(blurry6)
-        meeting = [pearson(b[i, -1], b[i + 1, 0]) for i in range(len(b) - 1)]   # last frame of i, first of i + 1
-        extra = np.stack([np.nan_to_num(np.asarray(meeting, np.float32)), neighbour_cosine(prior_tokens),
-                          neighbour_cosine(fmri, centre=True)], axis=1)
-        x = np.concatenate([x, extra], axis=1)
-    return x
+    subject = int(subject or cfg.subject)
+    device = device or cfg.torch_device()
+    labels, labelled = clip_labels(cfg, store, "test", device)
+    same_true = same_as_next(labels[:n])
+    info = {}
+    if judge == "keyframe":
+        load_semantics_result(cfg, subject)                            # names chapter 03 if it has not run
+        keyframes = np.asarray(np.load(semantics_dir(cfg, subject) / KEYFRAMES_FILE, mmap_mode="r")[:n])
+        clip = clip if clip is not None else profile_role(cfg, "clip", device)
+        x = pair_features(clip_video_embeddings(clip, keyframes[:, None])[:, 0])
+        prob = held_out_probabilities(x, same_true, seed=cfg.seed)
+        trained = f"blocked {N_FOLDS}-fold cross-validation over the {len(same_true)} test pairs"
+    else:
+        labels_train = clip_labels(cfg, store, "train", device)[0]
+        runs = np.asarray(store.segment_of_train_clip)
+        scores_train, scores_test, lam = decoded_class_scores(
+            np.asarray(store.fmri_train, np.float32).mean(axis=1), labels_train, runs,
+            np.asarray(store.fmri_test[:n], np.float32).mean(axis=1))
+        x_train, y_train = training_run_pairs(scores_train, labels_train, runs)
+        model = SameClassMLP(x_train.shape[1]).fit(standardised(x_train), y_train, seed=cfg.seed)
+        prob = model.predict_proba(standardised(context_features(scores_test)))
+        trained = (f"the {len(y_train)} neighbouring pairs of the {len(set(runs.tolist()))} training runs (ridge "
+                   f"penalty {lam:.3g}); scored on every test pair")
+        classes = np.unique(labels_train)                                # the decoder's columns
+        info["decoder_top1"] = float((classes[scores_test.argmax(axis=1)] == labels[:n]).mean())
+    return same_true, prob, {"labels": labelled, "trained_on": trained, **info}
 
 
 def fusion_dir(cfg: RunConfig, subject: int | None = None, judge: str = "keyframe") -> Path:
@@ -261,17 +369,12 @@ def fuse(cfg: RunConfig, subject: int | None = None, judge: str = "keyframe", *,
     store = store_with_frames(cfg, subject, None, "fusion is judged and scored on the test clips", progress)
     n = n_test_clips(cfg, store.n_test, n_clips)
     full = reconstruct_videos(cfg, subject, "full", store=store, n_clips=n, progress=progress)   # reused if done
-    perception, semantics = load_perception_result(cfg, subject), load_semantics_result(cfg, subject)
-    keyframes = np.asarray(np.load(semantics_dir(cfg, subject) / KEYFRAMES_FILE, mmap_mode="r")[:n])
-    blurry6 = np.asarray(perception.blurry()[:n])
+    blurry6 = np.asarray(load_perception_result(cfg, subject).blurry()[:n])
     clip = profile_role(cfg, "clip", device)
-
-    same_true, labelled = same_class_labels(cfg, store, n, device)
-    x = judge_features(judge, clip, keyframes, blurry6, np.asarray(semantics.prior_tokens()[:n]),
-                       np.asarray(store.fmri_test[:n], np.float32).mean(axis=1))
-    prob = held_out_probabilities(x, same_true, seed=cfg.seed)
+    same_true, prob, judged = judge_probabilities(cfg, store, judge, n, clip=clip, subject=subject, device=device)
     same = prob > 0.5
     chains = chains_from(same)
+    judge_entry = {"name": judge, "what": JUDGES[judge], **judged, **judge_scores(same_true, same)}
 
     config = generation_config(cfg)
     params = json.loads(json.dumps({"judge": judge, "subject": subject, "seed": cfg.seed, "n_clips": n,
@@ -282,6 +385,9 @@ def fuse(cfg: RunConfig, subject: int | None = None, judge: str = "keyframe", *,
     if not retrain and summary_path.is_file() and (out / FUSED_FILE).is_file():
         summary = json.loads(summary_path.read_text())
         if summary.get("params") == params:
+            if summary["judge"] != judge_entry:           # same decisions; the entry's wording or fields changed
+                summary["judge"] = judge_entry
+                write_json_atomic(summary_path, json_clean(summary))
             return FusionResult(out, summary, True)
 
     pipe = video_pipeline(cfg, device)
@@ -306,8 +412,8 @@ def fuse(cfg: RunConfig, subject: int | None = None, judge: str = "keyframe", *,
                   "unfused": boundary_similarity(clip, unfused, inside),
                   "ground_truth": boundary_similarity(clip, truth, inside),
                   "unfused_all_pairs": boundary_similarity(clip, unfused, np.arange(n - 1))}
-    summary = {"subject": subject, "judge": {"name": judge, "what": JUDGES[judge], "labels": labelled,
-                                             **judge_scores(same_true, same)},
+    summary = {"subject": subject,
+               "judge": judge_entry,
                "params": params, "chains": chains,
                "n_fused_clips": int(sum(len(c) - 1 for c in chains)),
                "chain_lengths": {str(k): int(sum(len(c) == k for c in chains)) for k in range(1, MAX_CHAIN + 1)},

@@ -212,22 +212,29 @@ def test_no_keyframe_never_runs_the_controlnet(pipe):
     assert videos.shape == (1, FRAMES, SIZE, SIZE, 3)
 
 
-def test_keyframe_latent_sits_at_frame_0_with_its_mask_on_both_cfg_branches(pipe):
+@pytest.mark.parametrize("frame", [0, 5])
+def test_keyframe_latent_sits_at_its_frame_with_its_mask_on_both_cfg_branches(pipe, frame):
+    """Frame 0 by default (the official code); ``keyframe_frame`` moves the latent and its mask together."""
     blurry, keyframes, captions = _inputs(2)
     real = pipe.controlnet
+    config = SMALL if frame == 0 else SMALL.replace(keyframe_frame=frame)
     try:
         pipe.controlnet = spy = RecordingControlNet(real)
-        pipe(blurry, keyframes, captions, seeds=[0, 1], progress=False)
+        pipe(blurry, keyframes, captions, seeds=[0, 1], config=config, progress=False)
     finally:
         pipe.controlnet = real
     assert len(spy.calls) == SMALL.num_inference_steps
     cond, mask = spy.calls[0]["controlnet_cond"], spy.calls[0]["conditioning_mask"]
     assert cond.shape == (4, 4, FRAMES, 8, 8) and mask.shape == (4, 1, FRAMES, 8, 8)    # 2 clips x 2 branches
-    assert torch.all(mask[:, :, 0] == 1) and torch.all(mask[:, :, 1:] == 0) and torch.all(cond[:, :, 1:] == 0)
+    others = [f for f in range(FRAMES) if f != frame]
+    assert torch.all(mask[:, :, frame] == 1) and torch.all(mask[:, :, others] == 0)
+    assert torch.all(cond[:, :, others] == 0)
     frames = torch.from_numpy(keyframes).permute(0, 3, 1, 2).float() / 255
     expected = video_latents(pipe.vae, frames[:, None])[:, :, 0]
-    torch.testing.assert_close(cond[:2, :, 0], expected)          # unconditional branch
-    torch.testing.assert_close(cond[2:, :, 0], expected)          # text branch
+    torch.testing.assert_close(cond[:2, :, frame], expected)          # unconditional branch
+    torch.testing.assert_close(cond[2:, :, frame], expected)          # text branch
+    with pytest.raises(ValueError, match=r"keyframe_frame.*\[0, 16\).*16"):
+        VideoGenerationConfig(keyframe_frame=16)
 
 
 def test_keyframe_scale_weighs_the_sparsectrl_residuals(pipe):

@@ -82,6 +82,7 @@ class VideoGenerationConfig:
         alpha_mode: ``"paper"`` (Eq. 5 with theta) or ``"official"`` (noised to the chain's first step, theta ignored).
         keyframe_scale: the weight of the SparseCtrl's residuals in the UNet (diffusers' ``conditioning_scale``;
             official code and AnimateDiff's own example: 1.0); larger holds the keyframe harder.
+        keyframe_frame: the video frame the SparseCtrl holds the keyframe at (official code: 0).
         frame_noise_share: the fraction of the starting noise's variance that a clip's frames share (0: independent
             frames, as the paper and official code; see :func:`~neuroclips_core.zoo.train.video.clip_noise`).
         frame_noise_cutoff: share only the spatial frequencies above this one (a fraction of Nyquist, in [0, 1));
@@ -98,6 +99,7 @@ class VideoGenerationConfig:
     theta: float = 0.3
     alpha_mode: str = "paper"
     keyframe_scale: float = 1.0
+    keyframe_frame: int = 0
     frame_noise_share: float = 0.0
     frame_noise_cutoff: float = 0.0
     prompt_suffix: str = ""
@@ -117,6 +119,10 @@ class VideoGenerationConfig:
             raise ValueError(f"VideoGenerationConfig.frame_noise_cutoff: expected a spatial frequency in [0, 1) as a "
                              f"fraction of Nyquist, above which the frames share their noise (0: every frequency), "
                              f"found {self.frame_noise_cutoff!r}")
+        if not isinstance(self.keyframe_frame, int) or not 0 <= self.keyframe_frame < self.num_frames:
+            raise ValueError(f"VideoGenerationConfig.keyframe_frame: expected a frame index in [0, {self.num_frames}) "
+                             f"where the SparseCtrl holds the keyframe (0 is the official one), found "
+                             f"{self.keyframe_frame!r}")
         for name in ("num_inference_steps", "num_frames", "height", "width"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -351,6 +357,7 @@ class NeuroClipsVideoPipeline(DiffusionPipeline):
             out.append(denoise_videos(parts, prompts[a:b], None if key_images is None else key_images[a:b],
                                       latents=latents, steps=cfg.num_inference_steps,
                                       guidance_scale=cfg.guidance_scale, keyframe_scale=cfg.keyframe_scale,
+                                      keyframe_frame=cfg.keyframe_frame,
                                       negative_captions=[cfg.negative_prompt] * (b - a)).float().cpu())
         latents = torch.cat(out)
         if output_type == "latent":

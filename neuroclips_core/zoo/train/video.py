@@ -447,14 +447,17 @@ def video_latents(vae, clips: torch.Tensor, generator: torch.Generator | None = 
     return z.unflatten(0, (b, f)).transpose(1, 2).float()
 
 
-def keyframe_condition(latent0: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """SparseCtrl's condition: a keyframe latent (B, 4, h, w) placed at frame 0 of (B, 4, F, h, w) zeros, and the
-    mask (B, 1, F, h, w), 1 at frame 0 (as ``AnimateDiffSparseControlNetPipeline`` builds them)."""
+def keyframe_condition(latent0: torch.Tensor, num_frames: int, frame: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """SparseCtrl's condition: a keyframe latent (B, 4, h, w) placed at ``frame`` (NeuroClips: 0) of
+    (B, 4, F, h, w) zeros, and the mask (B, 1, F, h, w), 1 at that frame (as
+    ``AnimateDiffSparseControlNetPipeline`` builds them for ``controlnet_frame_indices=[frame]``)."""
+    if not 0 <= frame < num_frames:
+        raise ValueError(f"keyframe_condition: the keyframe's frame must be in [0, {num_frames}), found {frame}")
     b, c, h, w = latent0.shape
     cond = latent0.new_zeros(b, c, num_frames, h, w)
     mask = latent0.new_zeros(b, 1, num_frames, h, w)
-    cond[:, :, 0] = latent0
-    mask[:, :, 0] = 1
+    cond[:, :, frame] = latent0
+    mask[:, :, frame] = 1
     return cond, mask
 
 
@@ -470,7 +473,8 @@ class VideoParts(NamedTuple):
 def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tensor | None = None,
                    latents: torch.Tensor | None = None, steps: int = 25, guidance_scale: float = 7.5,
                    generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES,
-                   negative_captions: list[str] | None = None, keyframe_scale: float = 1.0) -> torch.Tensor:
+                   negative_captions: list[str] | None = None, keyframe_scale: float = 1.0,
+                   keyframe_frame: int = 0) -> torch.Tensor:
     """DDIM with classifier-free guidance (the negative captions, by default the empty one, as the unconditional
     branch), the full chain of ``steps`` timesteps from the noisiest: final latents (B, 4, F, h, w).
 
@@ -484,6 +488,7 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
             the unconditional branch is not run, as in diffusers' pipelines).
         negative_captions: B prompts of the unconditional branch (None: "" for each, diffusers' default).
         keyframe_scale: the SparseCtrl residuals' weight (diffusers' ``conditioning_scale``; 1.0 as trained).
+        keyframe_frame: the frame the keyframe is held at (NeuroClips and the stand-ins' training: 0).
     """
     unet, text_encoder, tokenizer = parts.t2v["unet"], parts.t2v["text_encoder"], parts.t2v["tokenizer"]
     scheduler = type(parts.t2v["scheduler"]).from_config(parts.t2v["scheduler"].config)
@@ -507,7 +512,8 @@ def denoise_videos(parts: VideoParts, captions: list[str], keyframes: torch.Tens
     if keyframes is not None:
         if parts.controlnet is None:
             raise ValueError("keyframes given but no SparseCtrl (parts.controlnet) to hold them")
-        cond, mask = keyframe_condition(encode_scaled(parts.vae, keyframes).to(device, dtype), num_frames)
+        cond, mask = keyframe_condition(encode_scaled(parts.vae, keyframes).to(device, dtype), num_frames,
+                                        keyframe_frame)
         control = dict(controlnet_cond=torch.cat([cond] * branches), conditioning_mask=torch.cat([mask] * branches),
                        conditioning_scale=float(keyframe_scale))
     scheduler.set_timesteps(steps, device=device)
