@@ -136,6 +136,29 @@ two cutoffs; it changes a second of the paper's settings, and 120 clips cannot t
 the sim profile (:meth:`VideoGenerationConfig.sim`) shares the noise above 0.4 x Nyquist with the paper's theta 0.3;
 the paper profile keeps the paper's independent noise, since AnimateDiff's motion module does this tying itself.
 The score is then read on a seed used for nothing above (chapter 04).
+
+**The keyframe's jump** (2026-12-01, seed 12, 120 clips, the sim sampler; ``CLIP-pcc`` here is the 16-frame
+adjacent-frame cosine, ``step 0`` its first step, frames 0 -> 1).  On seed 27 the full videos scored lower CLIP-pcc
+than the no-keyframe ones (chapter 06); the per-step cosines show why: 0.842 at step 0, 0.90-0.93 at every other
+step, against 0.929 at step 0 without the keyframe.  The SparseCtrl holds the keyframe at its frame and the next
+frames follow the blurry video and the t2v.  Three ways to soften the jump, none kept::
+
+    .venv/bin/python benchmarks/probe_frame_noise.py --run-root runs/seed12 --seed 12 --clips 120 --shares 1 --cutoffs 0.4 --keyframe-frames 0,5 --no-keyframe-row
+    .venv/bin/python benchmarks/probe_frame_noise.py --run-root runs/seed12 --seed 12 --clips 120 --shares 1 --cutoffs 0.4 --keyframe-scales 0.5,0.75
+
+| row | frame 50-way | video 50-way | CLIP-pcc | step 0 | worst step |
+|---|---|---|---|---|---|
+| no keyframe | 0.068 | 0.111 | 0.929 | 0.934 | 0.919 |
+| keyframe at frame 0, scale 1 (the sampler) | 0.089 | 0.092 | 0.918 | 0.836 | 0.836 (step 0) |
+| keyframe at frame 5 (``--keyframe-frames``: stored frame 2, the SR's, is at 2/3 s = video frame 5.3) | 0.076 | 0.084 | 0.911 | 0.935 | 0.813 (step 5) |
+| scale 0.75 / 0.5 | 0.091 / 0.087 | 0.101 / 0.102 | 0.921 / 0.925 | 0.862 / 0.895 | step 0 |
+| keyframe latent mixed into every frame's starting latent, 0.3 / 0.6 (the official code's unused "keylatents"; a scratch option, removed) | 0.087 / 0.082 | 0.091 / 0.085 | 0.925 / 0.930 | 0.851 / 0.857 | step 0 |
+
+Moving the keyframe to the time it shows moves the jump with it: the stand-in SparseCtrl pins whichever frame it
+holds and its neighbours do not follow.  A weaker hold shrinks the jump in proportion and takes the keyframe's frame
+50-way gain with it.  Starting every frame nearer the keyframe leaves the jump where it was.  So the jump is the
+stand-in's: the keyframe (an unCLIP image) and the t2v's frames are drawn by two different models, and the
+SparseCtrl stand-in does not carry one into the other.  A stronger SparseCtrl stand-in is the fix, not the sampler.
 """
 from __future__ import annotations
 
