@@ -318,9 +318,11 @@ pd.DataFrame(checks).T.style.format({k: "{:.3f}" for k in ("full", "reference", 
 # videos carry class evidence the blurry video lacks, but not much of it (chapter 03 says why the keyframes are
 # weak). The keyframe adds likeness to the truth (0.227 against 0.171) and video 50-way (+0.009 ± 0.013, the paper's
 # direction but within noise). It costs smoothness: without it the videos are smoother by 0.008 ± 0.003 (16-frame
-# CLIP-pcc), most likely because the SparseCtrl stand-in pins frame 0 to the keyframe and carries it only partly
-# into the later frames, so the first step jumps (with independent noise on seed 12, that first step's CLIP cosine
-# was 0.78 against 0.82-0.84 for the later ones). In the paper the keyframe made the videos smoother (Table 2).
+# CLIP-pcc), because the SparseCtrl stand-in pins frame 0 to the keyframe and does not carry it into the later
+# frames, so the first step jumps: on its first 120 clips the adjacent frames' CLIP cosine is 0.842 at step 0 and
+# 0.90-0.93 at every later step, against 0.929 at step 0 without the keyframe. Holding the keyframe at frame 5
+# moves the jump to step 5; a weaker hold shrinks it and the keyframe's class evidence with it
+# (`benchmarks/probe_frame_noise.py` has the numbers). In the paper the keyframe made the videos smoother (Table 2).
 #
 # **What got the CLIP-pcc there: the sim sampler shares the frames' fine noise.** With the paper's independent
 # noise per frame the stand-ins' videos flickered; the adjacent 8 FPS frames of seed 12's full videos had a CLIP
