@@ -208,6 +208,14 @@ for j, r in results.items():
 # | `keyframe` (the paper's) | 0.594 | 0.568 | 0.636 | 114 | **0.792** / 0.520 / 0.897 | 82% |
 # | `fmri_class` | **0.874** | 0.877 | 0.636 | 128 | **0.796** / 0.539 / 0.941 | 80% |
 #
+# And on seed 41, subject 1 (chapters 01-05 run on it this session, 10.4 minutes for this chapter on 1 thread,
+# chapter 04's full videos included; 62% of the pairs the same class):
+#
+# | judge | accuracy | balanced | always "same" | boundaries joined | boundary cosine: fused / unfused / truth | fused higher |
+# |---|---|---|---|---|---|---|
+# | `keyframe` (the paper's) | 0.556 | 0.521 | 0.623 | 120 | **0.804** / 0.583 / 0.920 | 80% |
+# | `fmri_class` | **0.845** | 0.854 | 0.623 | 120 | **0.800** / 0.617 / 0.952 | 78% |
+#
 # The `fmri_class` judge's accuracy on every subject of four seeds
 # (`benchmarks/probe_fusion_judges.py --seed S --run-root runs/seedS --subjects 1,2,3`, a minute and a half for
 # three subjects; it calls the chapter's own judge function and needs only chapter 01):
@@ -220,7 +228,7 @@ for j, r in results.items():
 # | 53 (made after the design was final) | **0.921** | **0.891** | **0.908** | 0.623 |
 #
 # The fusion does what the paper says: starting a clip from the previous clip's last frame raises the similarity
-# where two clips meet by about 0.26 (from about 0.53 to 0.79), and does so at 80-82% of the boundaries it joins.
+# where two clips meet by 0.18-0.27 (from 0.52-0.62 to 0.79-0.80), and does so at 78-82% of the boundaries it joins.
 # On seed 12 (with the paper's independent frame noise) the gain was the same, 0.25, at 80-84% of the boundaries.
 #
 # The paper's judge is the weak part here. It sees only the two reconstructed keyframes, and the stand-in unCLIP's
