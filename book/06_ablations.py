@@ -203,11 +203,12 @@ else:
 # way; and the videos are slightly *smoother* without the keyframe, where the paper found them smoother with it
 # (its Table 2: CLIP-pcc 0.736 against 0.695). Both come from the stand-ins. The smoothness, measured: the
 # SparseCtrl stand-in pins frame 0 to the keyframe and does not carry it into the later frames, so the first step
-# jumps (adjacent-frame CLIP cosine 0.842 at step 0 and 0.90-0.93 elsewhere on subject 1's first 120 clips, against 0.929 at step 0
-# without the keyframe). Three sampler changes tried on seed 12 (the keyframe held at the frame it shows, a weaker
-# hold, the keyframe mixed into every frame's start) moved or shrank the jump only by giving up the keyframe's
-# class evidence (`benchmarks/probe_frame_noise.py`). The class evidence, a guess we have not tested: the sim
-# sampler's shared fine noise, which made the videos as smooth as the truth, now sets much of the texture that the
-# keyframe used to hand on. On seed 12, with the paper's independent frame noise, removing the keyframe had
+# jumps (adjacent-frame CLIP cosine 0.842 at step 0 and 0.90-0.93 elsewhere on subject 1's first 120 clips, against
+# 0.929 at step 0 without the keyframe). Of three sampler changes tried on seed 12
+# (`benchmarks/probe_frame_noise.py`), holding the keyframe at the frame it shows moved the jump there, a weaker
+# hold shrank it only by giving up the keyframe's class evidence, and mixing the keyframe into every frame's start
+# barely touched it. The class evidence, a guess we have not tested: the sim sampler's shared fine noise, which made
+# the videos as smooth as the truth, now sets much of the texture that the keyframe used to hand on. On seed 12,
+# with the paper's independent frame noise, removing the keyframe had
 # cost video 50-way 0.052 ± 0.021 (subject 1) and the full model had been the smoothest variant; its videos
 # flickered far more than the truth (CLIP-pcc 0.80 against 0.90).

@@ -278,7 +278,7 @@ def decoded_class_scores(fmri_train: np.ndarray, labels_train: np.ndarray, runs:
     order = list(dict.fromkeys(runs.tolist()))
     if len(order) < folds:
         raise ValueError(f"decoded_class_scores: need at least {folds} training runs to cross-fit over, found "
-                         f"{len(order)}")
+                         f"{len(order)}; use the keyframe judge for a store this small")
     _, classes = np.unique(np.asarray(labels_train), return_inverse=True)
     y = np.eye(classes.max() + 1, dtype=np.float32)[classes]
     groups = [np.isin(runs, group) for group in np.array_split(np.asarray(order, dtype=object), folds)]

@@ -126,8 +126,8 @@ def test_training_run_pairs_never_straddle_two_runs():
     store = _shot_store(np.random.default_rng(3))
     x, y = training_run_pairs(store.fmri_train.mean(1), store.labels_train, store.segment_of_train_clip)
     assert x.shape == (4 * 59, 6) and y.shape == (4 * 59,)
-    expected = np.concatenate([store.labels_train[k * 60:(k + 1) * 60][:-1] == store.labels_train[k * 60:(k + 1) * 60][1:]
-                               for k in range(4)])
+    runs = store.labels_train.reshape(4, 60)
+    expected = (runs[:, :-1] == runs[:, 1:]).ravel()
     np.testing.assert_array_equal(y, expected)
 
 
@@ -139,12 +139,13 @@ def test_decoded_class_scores_are_cross_fitted_over_runs():
     assert train.shape == (240, len(classes)) and test.shape == (60, len(classes)) and lam > 0
     assert (classes[test.argmax(1)] == store.labels_test).mean() > 0.9            # the classes are decodable
     assert (classes[train.argmax(1)] == store.labels_train).mean() > 0.8          # out of fold, from 2 repetitions
-    # out of fold: the last group's scores (run 3; the groups are runs 0-1, 2 and 3) come from a decoder that never saw their labels, so
-    # relabelling those runs (within the classes the others show) leaves their scores alone and moves the others'
+    # out of fold: the last group's scores (run 3; the groups are runs 0-1, 2 and 3) come from a decoder that never
+    # saw their labels, so relabelling that run (within the classes the others show) leaves its scores alone and
+    # moves the others'
     relabelled = store.labels_train.copy()
     relabelled[180:] = np.random.default_rng(6).choice(np.unique(store.labels_train[:180]), 60)
-    fixed = dict(fmri_train=store.fmri_train.mean(1), runs=store.segment_of_train_clip, fmri_test=store.fmri_test.mean(1),
-                 lam=lam)
+    fixed = dict(fmri_train=store.fmri_train.mean(1), runs=store.segment_of_train_clip,
+                 fmri_test=store.fmri_test.mean(1), lam=lam)
     before, _, _ = decoded_class_scores(labels_train=store.labels_train, **fixed)
     after, _, _ = decoded_class_scores(labels_train=relabelled, **fixed)
     assert np.array_equal(np.unique(relabelled), classes)                          # the same class columns
