@@ -200,15 +200,15 @@ for j, r in results.items():
 # %% [markdown]
 # **Measured** on cc2017-sim seed 27, subject 1: 240 test clips, 239 neighbouring pairs, 64% of them the same
 # class (`papermill book/05_fusion.ipynb out.ipynb -p seed 27 -p run_root runs/seed27 -p subject 1`, 4.5 minutes on
-# 1 thread with chapter 04 on disk, most of it regenerating the chains' later clips, about 3 minutes for each judge;
-# the sim sampler, which shares the frames' fine noise, chapter 04).
+# 1 thread with chapter 04 and the `keyframe` judge's fused clips on disk; regenerating the chains' later clips takes
+# about 3 minutes a judge; the sim sampler, which shares the frames' fine noise, chapter 04).
 #
 # | judge | accuracy | balanced | always "same" | boundaries joined | boundary cosine: fused / unfused / truth | fused higher |
 # |---|---|---|---|---|---|---|
 # | `keyframe` (the paper's) | 0.594 | 0.568 | 0.636 | 114 | **0.792** / 0.520 / 0.897 | 82% |
 # | `fmri_class` | **0.874** | 0.877 | 0.636 | 128 | **0.796** / 0.539 / 0.941 | 80% |
 #
-# And on seed 41, subject 1 (chapters 01-05 run on it this session, 10.4 minutes for this chapter on 1 thread,
+# And on seed 41, subject 1 (chapters 01-03 run on that seed first; 10.4 minutes for this chapter on 1 thread,
 # chapter 04's full videos included; 62% of the pairs the same class):
 #
 # | judge | accuracy | balanced | always "same" | boundaries joined | boundary cosine: fused / unfused / truth | fused higher |
@@ -229,12 +229,12 @@ for j, r in results.items():
 #
 # The fusion does what the paper says: starting a clip from the previous clip's last frame raises the similarity
 # where two clips meet by 0.18-0.27 (from 0.52-0.62 to 0.79-0.80), and does so at 78-82% of the boundaries it joins.
-# On seed 12 (with the paper's independent frame noise) the gain was the same, 0.25, at 80-84% of the boundaries.
+# On seed 12 (with the paper's independent frame noise) the gain was similar, 0.25, at 80-84% of the boundaries.
 #
 # The paper's judge is the weak part here. It sees only the two reconstructed keyframes, and the stand-in unCLIP's
 # keyframes carry little of their clip's class (chapter 03: keyframe 50-way about 0.19), so it does worse than always
 # answering "same". The fMRI itself carries the class well: the `fmri_class` judge's ridge decoder names the right
 # one of 60 classes for 0.84-0.88 of seed 12's test clips. So a judge that reads the fMRI directly, and the clips
-# around the boundary as well as the pair, reaches 0.85-0.90 on each subject of all three seeds. The fused videos of
+# around the boundary as well as the pair, reaches 0.85-0.92 on each subject of four seeds. The fused videos of
 # the two judges are about equally smooth at the boundaries they join. `fmri_class` joins more of the true
 # same-scene pairs, so its joined boundaries are smoother in the ground truth too (0.941 against 0.897).
