@@ -6,28 +6,38 @@
     maps.map("pr", "weights")                    # float (59412,): per-vertex weight magnitude, NaN where unselected
     maps.summary["mass"]["saliency"]["sr"]["higher"]   # the SR's share of its saliency on the ventral group
 
-**Two measures per model**, each a float (59412,) map, NaN where the vertex was not selected:
+**Three measures per model**, each a float (59412,) map, NaN where the vertex was not selected:
 
 - ``weights``: the paper's.  The first fMRI layer of each model is a linear map of the V selected voxels (the PR's
-  Inception Extension ``lin0``, the SR's ``ridge``, both ``nn.Linear(V, hidden)`` as in the official code); a
-  vertex's magnitude is its column's L2 norm ``||W[:, v]||``.  Written to ``pr_weights.npy`` and
-  ``sr_weights.npy`` (DESIGN.md §7).
+  Inception Extension ``lin0``, the SR's ``ridge``, both ``nn.Linear(V, hidden)`` as in the official code, each
+  model's ``voxel_layer``); a vertex's magnitude is its column's L2 norm ``||W[:, v]||``.  Written to
+  ``pr_weights.npy`` and ``sr_weights.npy`` (DESIGN.md §7).
+- ``pattern``: the same weights read as a forward model (Haufe et al. 2014, NeuroImage 87:96, "On the
+  interpretation of weight vectors of linear models in multivariate neuroimaging").  A decoder's weight on a voxel
+  says how much it *uses* the voxel, which includes cancelling noise the voxel shares with others; where the
+  information *is* shows in the covariance of each voxel with the layer's output, ``A = Cov(x, W x) = Sigma_x W^T``
+  (V, hidden).  A vertex's magnitude is its row norm ``||A[v, :]||``, over the training fMRI (mean of the
+  repetitions).  Haufe's full pattern also right-multiplies by ``Cov(W x)^-1``; that only re-mixes the hidden
+  units, and for a 1024-unit layer would invert a near-singular matrix, so the covariance form is kept.
+  Written to ``pr_pattern.npy``, ``sr_pattern.npy``.
 - ``saliency``: the same column seen through the rest of the network.  By the chain rule the output's gradient
   with respect to voxel v is ``J_h W[:, v]`` (``J_h``: the Jacobian of the output with respect to the first layer's
   outputs), so ``sqrt(E_x ||dy/dx_v||^2)`` over the test fMRI weights each column by how much the network downstream
   uses the hidden units it feeds.  The raw column norm is the special case ``J_h = I``.  It also counts every path
   from the fMRI (the PR's frozen ridge skip in the sim recipe).  Written to ``pr_saliency.npy``, ``sr_saliency.npy``.
 
-Why both: a first layer that starts at random (official code) or in ridge's predictive subspace normalised to unit
-variance per hidden unit (this book's sim recipe, :func:`~neuroclips_core.models.blocks.init_linear_from_ridge`)
-has column norms set mostly by its start; training moves them by a fraction.  The chapter shows how far each
-measure is from equal weights.
+Why three: a first layer that starts at random (official code) or in ridge's predictive subspace normalised to
+unit variance per hidden unit (this book's sim recipe, :func:`~neuroclips_core.models.blocks.init_linear_from_ridge`)
+has column norms set mostly by its start; training moves them by a fraction.  And even a converged decoder's
+weights spread over every voxel whose noise helps cancel another's, which is the case Haufe et al. warn of.  The
+chapter shows how far each measure is from what a model that learned nothing would give (:func:`baseline_shares`).
 
 **Area groups** (:data:`AREA_GROUPS`): HCP-MMP parcels of early visual cortex (V1-V3), the dorsal / motion stream
 and the ventral / higher stream, the grouping cc2017-sim draws its vertex roles from (``data/sim_brain.py``), so on
 sim the groups are the ground-truth roles.  A map's *mass* in a group is the share of its total on the group's
 vertices (free of the models' different scales); beside it, the share of the selected vertices in the group (what
-equal weights give) and, on sim, the share of each group's selected vertices the simulation drives.
+equal weights give), the share of a random layer's pattern (the pattern's baseline: :func:`random_layer_pattern`)
+and, on sim, the share of each group's selected vertices the simulation drives.
 """
 from __future__ import annotations
 
@@ -46,7 +56,7 @@ from .pipelines.blurry import save_npy_atomic
 from .train import write_json_atomic
 
 MODELS = ("pr", "sr")
-MEASURES = ("weights", "saliency")
+MEASURES = ("weights", "pattern", "saliency")
 SUMMARY_FILE = "flatmaps.json"
 #: HCP-MMP parcels of each area group: the parcels cc2017-sim draws its vertex roles from (one definition)
 AREA_GROUPS = dict(ROLE_PARCELS)
@@ -102,6 +112,47 @@ def input_saliency(forward, fmri: np.ndarray, *, probes: int = SALIENCY_PROBES, 
     return (total / (probes * len(x_all))).sqrt().numpy()
 
 
+def _centred_fmri(fmri: np.ndarray, caller: str) -> torch.Tensor:
+    """float32 (N, V): ``fmri`` minus its mean over samples, after checking it is finite and has >= 2 rows."""
+    x = torch.as_tensor(np.asarray(fmri, np.float32))
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"{caller}: a covariance needs fMRI (N, V) with N >= 2, found shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{caller}: the fMRI has NaN/inf values; the store is damaged: rerun chapter 01")
+    return x - x.mean(0)
+
+
+def activation_pattern(weight: torch.Tensor | np.ndarray, fmri: np.ndarray) -> np.ndarray:
+    """float64 (V,): ``||Cov(x, W x)[v, :]||_2``, each voxel's covariance with a linear layer's outputs.
+
+    ``weight`` (h, V): the layer's weight matrix; ``fmri`` (N, V): the samples the covariance is taken over.
+    ``Cov(x, W x) = Sigma_x W^T`` (V, h) is the layer's activation pattern (Haufe et al. 2014): where the signal
+    it extracts lies, as opposed to how the layer weighs each voxel (module docstring).
+    """
+    x = _centred_fmri(fmri, "activation_pattern")
+    w = torch.as_tensor(weight).detach().to(torch.float32).cpu()
+    if w.ndim != 2 or w.shape[1] != x.shape[1]:
+        raise ValueError(f"activation_pattern: the weight must be (hidden, V) with the fMRI's V = {x.shape[1]}, "
+                         f"found {tuple(w.shape)}; the model was trained on another voxel selection (rerun "
+                         f"chapters 02-03 on this store)")
+    return (x.T @ (x @ w.T)).double().div(len(x) - 1).norm(dim=1).numpy()
+
+
+def random_layer_pattern(fmri: np.ndarray, block: int = 1024) -> np.ndarray:
+    """float64 (V,): the pattern's baseline, ``||Sigma_x[v, :]||_2``, the covariance row norms of ``fmri`` (N, V).
+
+    For a layer with i.i.d. random weights ``E ||(Sigma_x W^T)[v, :]||^2 = h s^2 ||Sigma_x[v, :]||^2``, so this is,
+    up to a common factor, the pattern a layer that learned nothing would show: voxels that share variance with
+    many others (here the early visual ones, driven by overlapping receptive fields) get more of it.  Computed a
+    block of ``block`` voxels at a time: O(V block) memory.
+    """
+    x = _centred_fmri(fmri, "random_layer_pattern")
+    sq = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, x.shape[1], block):
+        sq[start:start + block] = (x.T @ x[:, start:start + block]).double().pow(2).sum(0)
+    return (sq.sqrt() / (len(x) - 1)).numpy()
+
+
 def group_vertices(groups: dict[str, tuple[str, ...]] = AREA_GROUPS) -> dict[str, np.ndarray]:
     """{group: sorted cortical indices of its HCP-MMP parcels, both hemispheres}."""
     from .atlas import roi_indices
@@ -134,11 +185,11 @@ class FlatmapResult:
 
 
 def voxel_weight_maps(cfg: RunConfig, subject: int | None = None) -> FlatmapResult:
-    """Write one subject's four maps (module docstring) and ``flatmaps.json``: each map's group masses, the
+    """Write one subject's six maps (module docstring) and ``flatmaps.json``: each map's group masses, the
     equal-weight shares and, on sim, the ground truth's responsive shares.
 
     Recomputed on every call from the current checkpoints (seconds: one forward and 8 backward passes per 64
-    test clips and model).
+    test clips and model, and one pass over the training fMRI per model for the pattern).
 
     Raises:
         FileNotFoundError: chapter 02 or 03 has not run for the subject (the message names what to run).
@@ -154,9 +205,12 @@ def voxel_weight_maps(cfg: RunConfig, subject: int | None = None) -> FlatmapResu
     idx = np.asarray(store.voxel_indices)
     pr, sr = perception.load_model(len(idx)), semantics.load_models(len(idx)).sr
     fmri = np.asarray(store.fmri_test, np.float32).mean(axis=1)        # the test clips, mean of 10 repetitions
+    fmri_train = np.asarray(store.fmri_train, np.float32).mean(axis=1)  # (N_train, V): the pattern's covariance
     per_voxel = {
         ("pr", "weights"): pr.voxel_weights().numpy(),
         ("sr", "weights"): sr.voxel_weights().numpy(),
+        ("pr", "pattern"): activation_pattern(pr.voxel_layer.weight, fmri_train),
+        ("sr", "pattern"): activation_pattern(sr.voxel_layer.weight, fmri_train),
         ("pr", "saliency"): input_saliency(pr, fmri, seed=cfg.seed),
         ("sr", "saliency"): input_saliency(lambda x: sr(x).clip_voxels, fmri, seed=cfg.seed),
     }
@@ -170,7 +224,8 @@ def voxel_weight_maps(cfg: RunConfig, subject: int | None = None) -> FlatmapResu
         save_npy_atomic(folder / map_file(model, measure), cortical)
         mass[measure][model] = group_mass(cortical, members)
     summary = {"subject": subject, "n_selected": int(len(idx)), "mass": mass,
-               "equal_weights": {g: float(selected[m].sum() / len(idx)) for g, m in members.items()}}
+               "equal_weights": {g: float(selected[m].sum() / len(idx)) for g, m in members.items()},
+               "random_layer_pattern": group_mass(on_cortex(random_layer_pattern(fmri_train), idx), members)}
     truth = ground_truth_responsive(cfg, subject)
     if truth is not None:
         summary["ground_truth"] = {
@@ -185,6 +240,18 @@ def ground_truth_responsive(cfg: RunConfig, subject: int) -> np.ndarray | None:
     """bool (59412,): the vertices the simulation drives (sim only; None for real data)."""
     path = ground_truth_dir(cfg.data_root) / f"subject{subject}" / "responsive.npy"
     return np.load(path) if cfg.profile == "sim" and path.is_file() else None
+
+
+def baseline_shares(summary: dict, measure: str) -> dict[str, float]:
+    """{group: share} a first layer that learned nothing would give on ``measure``: equal weights for the column
+    norms and the saliency, a random layer's pattern for the pattern.  ``summary``: one flatmaps.json."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}; flat maps have {MEASURES}")
+    if measure == "pattern":
+        if "random_layer_pattern" not in summary:
+            raise KeyError("this flatmaps.json predates the pattern measure; rerun voxel_weight_maps (chapter 07)")
+        return summary["random_layer_pattern"]
+    return summary["equal_weights"]
 
 
 def direction_checks(summaries: dict[int, dict], measure: str) -> dict[str, bool]:

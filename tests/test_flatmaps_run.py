@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuroclips_core.flatmaps_run import (AREA_GROUPS, direction_checks, group_mass, group_vertices,
-                                          input_saliency, map_file, on_cortex)
+from neuroclips_core.flatmaps_run import (AREA_GROUPS, activation_pattern, baseline_shares, direction_checks,
+                                          group_mass, group_vertices, input_saliency, map_file, on_cortex,
+                                          random_layer_pattern)
 from neuroclips_core.models.blocks import voxel_weight_norms
 from neuroclips_core.notebook import parameter_list
 from neuroclips_core.config import ConfigError
@@ -60,6 +61,56 @@ def test_saliency_follows_the_network_downstream():
 def test_saliency_refuses_non_finite_fmri():
     with pytest.raises(ValueError, match="NaN"):
         input_saliency(lambda x: x, np.array([[1.0, np.nan]]))
+
+
+def test_pattern_finds_the_signal_voxel_that_equal_decoder_weights_hide():
+    """Haufe et al.'s example: x1 = s + d carries the signal, x2 = d only the distractor.  The best decoder
+    w = [1, -1] weighs both voxels alike; its pattern Cov(x, w x) = Cov(x, s) lies on x1 alone."""
+    rng = np.random.default_rng(1)
+    signal, distractor = rng.normal(size=(2, 20000))
+    fmri = np.stack([signal + distractor, distractor], axis=1)
+    w = torch.tensor([[1.0, -1.0]])
+    assert voxel_weight_norms(linear(w)).tolist() == [1.0, 1.0]
+    pattern = activation_pattern(w, fmri)
+    assert pattern[0] == pytest.approx(1.0, abs=0.03) and pattern[1] == pytest.approx(0.0, abs=0.03)
+
+
+def test_pattern_is_the_covariance_of_each_voxel_with_the_layer_output():
+    rng = np.random.default_rng(2)
+    fmri = rng.normal(size=(50, 5)) @ rng.normal(size=(5, 5)) + 3.0        # correlated, off-centre
+    w = rng.normal(size=(3, 5))
+    expected = np.linalg.norm(np.cov(fmri, rowvar=False) @ w.T, axis=1)
+    np.testing.assert_allclose(activation_pattern(torch.tensor(w), fmri), expected, rtol=1e-4)
+
+
+def test_random_layer_pattern_is_the_covariance_row_norm_and_what_random_layers_average_to():
+    rng = np.random.default_rng(3)
+    fmri = rng.normal(size=(400, 6)) * np.array([1, 1, 1, 2, 2, 2])
+    fmri[:, 1] += fmri[:, 0]                                  # voxels 0, 1 share variance: more baseline
+    base = random_layer_pattern(fmri, block=4)                # blocks that do not divide V
+    np.testing.assert_allclose(base, np.linalg.norm(np.cov(fmri, rowvar=False), axis=1), rtol=1e-4)
+    layers = [activation_pattern(rng.normal(size=(64, 6)), fmri) for _ in range(200)]
+    np.testing.assert_allclose(np.sqrt(np.mean(np.square(layers), axis=0) / 64), base, rtol=0.05)
+
+
+@pytest.mark.parametrize("weight, fmri, match", [
+    (np.ones((2, 3)), np.ones((1, 3)), "N >= 2"),
+    (np.ones((2, 3)), np.array([[1.0, np.nan, 0], [0, 1, 2]]), "NaN"),
+    (np.ones((2, 4)), np.ones((5, 3)), r"\(hidden, V\) with the fMRI's V = 3, found \(2, 4\).*voxel selection"),
+])
+def test_pattern_refuses_bad_input(weight, fmri, match):
+    with pytest.raises(ValueError, match=match):
+        activation_pattern(weight, fmri)
+
+
+def test_each_measure_is_compared_with_its_own_baseline():
+    summary = {"equal_weights": {"early": 0.4}, "random_layer_pattern": {"early": 0.55}}
+    assert baseline_shares(summary, "weights") == baseline_shares(summary, "saliency") == {"early": 0.4}
+    assert baseline_shares(summary, "pattern") == {"early": 0.55}
+    with pytest.raises(KeyError, match="predates the pattern"):
+        baseline_shares({"equal_weights": {}}, "pattern")
+    with pytest.raises(ValueError, match="unknown measure"):
+        baseline_shares(summary, "gradient")
 
 
 def test_group_mass_is_the_share_of_the_total():

@@ -470,11 +470,16 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
         self.skip.weight.copy_(coef.T)
         self.skip.bias.copy_(intercept - x_mean @ coef)
 
+    @property
+    def voxel_layer(self) -> nn.Linear:
+        """The first layer that reads the voxels, Linear(V, hidden): the Inception Extension's ``lin0``.  With
+        ``linear_skip`` the frozen ridge path is not it: that is the ridge baseline's map, to be drawn as such."""
+        return self.inception.lin0[0]
+
     def voxel_weights(self) -> torch.Tensor:
-        """(V,) L2 norm of each voxel's input weights (the Inception Extension's first layer): how much the
-        model reads each voxel, for flat maps.  With ``linear_skip`` the frozen ridge path is not included: it
-        is the ridge baseline's map, to be drawn as such."""
-        return voxel_weight_norms(self.inception.lin0[0])
+        """(V,) L2 norm of each voxel's input weights in :attr:`voxel_layer`: how much the model reads each
+        voxel, for flat maps."""
+        return voxel_weight_norms(self.voxel_layer)
 
 
 def load_perception(path: str | os.PathLike, n_voxels: int | None = None, device: str | torch.device = "cpu",

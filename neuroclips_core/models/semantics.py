@@ -259,9 +259,14 @@ class SemanticsReconstructor(nn.Module, Checkpointed):
         init_linear_from_ridge(self.ridge, ridge.coef_, fmri)
         return ridge
 
+    @property
+    def voxel_layer(self) -> nn.Linear:
+        """The first layer that reads the voxels, Linear(V, hidden): the official "ridge"."""
+        return self.ridge
+
     def voxel_weights(self) -> torch.Tensor:
         """(V,) L2 norm of each voxel's weights in the ridge layer: how much the SR reads each voxel (flat maps)."""
-        return voxel_weight_norms(self.ridge)
+        return voxel_weight_norms(self.voxel_layer)
 
 
 #: ``load_semantics(path, n_voxels=None, device="cpu", subject=None) -> (model in eval mode, meta)``
