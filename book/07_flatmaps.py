@@ -35,9 +35,9 @@
 #
 #   $$A = \operatorname{Cov}(x, Wx) = \Sigma_x W^\top \in \mathbb{R}^{V \times h}, \qquad p_v = \lVert A_{v,:} \rVert_2,$$
 #
-#   over the training fMRI. Haufe's full pattern right-multiplies by $\operatorname{Cov}(Wx)^{-1}$, which only
-#   re-mixes the hidden units and would invert a near-singular $1024 \times 1024$ matrix for the SR; we keep the
-#   covariance form. Its baseline is not equal weights: a layer of random weights has
+#   over the training fMRI. Haufe's full pattern also right-multiplies by $\operatorname{Cov}(Wx)^{-1}$, so that
+#   each hidden unit's pattern is per unit of its own output; we keep the covariance form, which weighs the hidden
+#   units by their variance, as the column norms weigh them by their weights. Its baseline is not equal weights: a layer of random weights has
 #   $\mathbb{E}\, p_v^2 \propto \lVert (\Sigma_x)_{v,:} \rVert_2^2$, so voxels that share variance with many
 #   others (here early visual cortex, whose receptive fields overlap) get more of it even from a layer that learned
 #   nothing;
@@ -199,9 +199,8 @@ checks
 # +0.002 to +0.043 over a layer that learned nothing and away from the ventral group: the simulation puts the
 # pixel-level signal its blurry video needs there. The SR sits on its baseline, 0.001-0.012 below it on V1-V3 and
 # 0.001-0.008 above it on the ventral group. Its targets, the stand-in CLIP's image tokens, carry the frames'
-# colours and layout as well as the class, so early vertices predict them too (the correlation of the training
-# fMRI with the tokens puts 0.42 of its mass on V1-V3 against 0.80 for the PR's latents, subject 1 of seed 27) and
-# the SR has no reason to lean on the ventral group. So the paper's picture holds here as a difference between
+# colours and layout as well as the class, so early vertices predict them too and the SR has no reason to lean on
+# the ventral group. So the paper's picture holds here as a difference between
 # the two models, carried by the PR. The numbers of this run:
 
 # %%

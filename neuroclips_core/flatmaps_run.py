@@ -17,8 +17,8 @@
   says how much it *uses* the voxel, which includes cancelling noise the voxel shares with others; where the
   information *is* shows in the covariance of each voxel with the layer's output, ``A = Cov(x, W x) = Sigma_x W^T``
   (V, hidden).  A vertex's magnitude is its row norm ``||A[v, :]||``, over the training fMRI (mean of the
-  repetitions).  Haufe's full pattern also right-multiplies by ``Cov(W x)^-1``; that only re-mixes the hidden
-  units, and for a 1024-unit layer would invert a near-singular matrix, so the covariance form is kept.
+  repetitions).  Haufe's full pattern also right-multiplies by ``Cov(W x)^-1``, so that each hidden unit's pattern
+  is per unit of its own output; the covariance form kept here weighs the units by their variance instead.
   Written to ``pr_pattern.npy``, ``sr_pattern.npy``.
 - ``saliency``: the same column seen through the rest of the network.  By the chain rule the output's gradient
   with respect to voxel v is ``J_h W[:, v]`` (``J_h``: the Jacobian of the output with respect to the first layer's
