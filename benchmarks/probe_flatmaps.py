@@ -2,8 +2,8 @@
 
 Calls :func:`neuroclips_core.flatmaps_run.voxel_weight_maps`, the function chapter 07 calls (so it also rewrites
 each subject's ``flatmaps/`` folder), and prints for each measure the PR's and SR's shares of V1-V3 and of the
-ventral / higher group beside the measure's baseline (equal weights, or a random layer's pattern), then the checks
-over the subjects given::
+ventral / higher group beside the measure's baseline (equal weights, or a random layer's pattern), the pattern of
+the PR's frozen ridge skip where it has one, then the checks over the subjects given::
 
     .venv/bin/python benchmarks/probe_flatmaps.py --seed 27 --run-root runs/seed27 --subjects 1,2,3
 
@@ -43,6 +43,10 @@ def main() -> None:
             mass, base = summary["mass"][measure], baseline_shares(summary, measure)
             print(f"{subject:>7} {measure:>9}  " + "   ".join(
                 f"{mass['pr'][g]:.3f} / {mass['sr'][g]:.3f} ({base[g]:.3f})" for g in ("early", "higher")))
+        if "pr_ridge_skip_pattern" in summary:
+            skip = summary["pr_ridge_skip_pattern"]
+            print(f"{subject:>7} {'':>9}  the PR's ridge skip, pattern: V1-V3 {skip['early']:.3f}, "
+                  f"ventral {skip['higher']:.3f}")
     if summaries:
         for measure in MEASURES:
             checks = direction_checks(summaries, measure)

@@ -186,7 +186,8 @@ class FlatmapResult:
 
 def voxel_weight_maps(cfg: RunConfig, subject: int | None = None) -> FlatmapResult:
     """Write one subject's six maps (module docstring) and ``flatmaps.json``: each map's group masses, the
-    equal-weight shares and, on sim, the ground truth's responsive shares.
+    equal-weight shares, a random layer's pattern shares, the PR's ridge skip's pattern shares (when it has
+    one) and, on sim, the ground truth's responsive shares.
 
     Recomputed on every call from the current checkpoints (seconds: one forward and 8 backward passes per 64
     test clips and model, and one pass over the training fMRI per model for the pattern).
@@ -226,6 +227,10 @@ def voxel_weight_maps(cfg: RunConfig, subject: int | None = None) -> FlatmapResu
     summary = {"subject": subject, "n_selected": int(len(idx)), "mass": mass,
                "equal_weights": {g: float(selected[m].sum() / len(idx)) for g, m in members.items()},
                "random_layer_pattern": group_mass(on_cortex(random_layer_pattern(fmri_train), idx), members)}
+    skip = getattr(pr, "skip", None)
+    if skip is not None:     # the sim recipe's frozen ridge path: the PR's other linear map of the voxels
+        summary["pr_ridge_skip_pattern"] = group_mass(on_cortex(activation_pattern(skip.weight, fmri_train), idx),
+                                                      members)
     truth = ground_truth_responsive(cfg, subject)
     if truth is not None:
         summary["ground_truth"] = {

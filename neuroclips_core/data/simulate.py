@@ -31,6 +31,21 @@ SIMULATOR_VERSION = "1.3.0"
 FEATURE_SIZE = 64          # resolution at which the brain model looks at frames
 
 
+def _single_blas_thread(fn):
+    """Run ``fn`` with BLAS/LAPACK on one thread.  OpenBLAS's results (the subject model's SVD, the responses'
+    matrix products) change in the last bits with the thread count, so without this a run re-made after a
+    resume, or a dataset simulated under another ``OMP_NUM_THREADS``, would differ from the same seed's files."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 @dataclass(frozen=True)
 class Preset:
     n_train: int                       # training segments seg1..segN, 2 repetitions each
@@ -90,6 +105,7 @@ def sampled_frames(shots, size: int = FEATURE_SIZE):
     return images.reshape(*shape, size, size, 3), masks.reshape(*shape, size, size), vel.reshape(*shape, 2), idx
 
 
+@_single_blas_thread
 def _simulate_segment(root: str, seed: int, segment: str, stimulus_size: int | None) -> str:
     """Worker: ground-truth json, stimulus features and (unless fMRI-only) the 30 FPS mp4 of one segment."""
     root = Path(root)
@@ -138,6 +154,7 @@ class RunNoiseModel:
     responsive_idx: np.ndarray
 
 
+@_single_blas_thread
 def _write_run(path: str, seed: int, subject: int, segment: str, rep: int, n_volumes: int,
                signal: np.ndarray, noise: RunNoiseModel) -> str:
     """Worker: one CIFTI run = baseline * (1 + 0.6% * (noise + amplitude * noise-free signal))."""
@@ -251,6 +268,7 @@ def _subject_on_disk(root: Path, subject: int, all_segments: list[str]) -> bool:
     return gt.is_file() and all(p.is_file() for p in runs)
 
 
+@_single_blas_thread
 def _simulate_subject(root: Path, seed: int, subject: int, p: Preset, all_segments: list[str], pool,
                       progress: bool) -> None:
     from tqdm.auto import tqdm
