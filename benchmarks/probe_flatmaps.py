@@ -50,8 +50,8 @@ def main() -> None:
     if summaries:
         for measure in MEASURES:
             checks = direction_checks(summaries, measure)
-            print(f"checks over subjects {sorted(summaries)}, {measure}: "
-                  f"PR's V1-V3 > SR's: {checks['pr_early_above_sr']}, SR's ventral > PR's: {checks['sr_higher_above_pr']}")
+            print(f"checks over subjects {sorted(summaries)}, {measure}: PR's V1-V3 > SR's: "
+                  f"{checks['pr_early_above_sr']}, SR's ventral > PR's: {checks['sr_higher_above_pr']}")
 
 
 if __name__ == "__main__":

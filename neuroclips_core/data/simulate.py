@@ -16,6 +16,7 @@ at once.  No decoder ever reads ``ground_truth/``; tests, evaluation and the fla
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -35,8 +36,6 @@ def _single_blas_thread(fn):
     """Run ``fn`` with BLAS/LAPACK on one thread.  OpenBLAS's results (the subject model's SVD, the responses'
     matrix products) change in the last bits with the thread count, so without this a run re-made after a
     resume, or a dataset simulated under another ``OMP_NUM_THREADS``, would differ from the same seed's files."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from threadpoolctl import threadpool_limits

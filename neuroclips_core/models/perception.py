@@ -472,8 +472,9 @@ class PerceptionReconstructor(nn.Module, Checkpointed):
 
     @property
     def voxel_layer(self) -> nn.Linear:
-        """The first layer that reads the voxels, Linear(V, hidden): the Inception Extension's ``lin0``.  With
-        ``linear_skip`` the frozen ridge path is not it: that is the ridge baseline's map, to be drawn as such."""
+        """The first layer that reads the voxels, Linear(V, hidden): the Inception Extension's ``lin0``, the
+        paper's.  With ``linear_skip`` the frozen ridge path (``skip``) is a second linear map of the voxels, the
+        ridge baseline's; chapter 07 reports its pattern beside this layer's."""
         return self.inception.lin0[0]
 
     def voxel_weights(self) -> torch.Tensor:
