@@ -109,8 +109,8 @@ for s in subjects:
 # %% [markdown]
 # ## The maps
 #
-# Each map is divided by its mean over the selected vertices, so 1 is an equal share and the six panels share
-# one colour scale; grey is cortex outside the selection. Outlined: V1, V2, V3 (early), MT (motion), V4 and FFC
+# Each map is divided by its mean over the selected vertices, so 1 is an equal share; each panel's colour scale is
+# centred on 1 and spans 98 % of its vertices' distance from it; grey is cortex outside the selection. Outlined: V1, V2, V3 (early), MT (motion), V4 and FFC
 # (ventral).
 
 # %%
