@@ -171,7 +171,8 @@ import torch
 
 from neuroclips_core.artifacts import profile_role, store_with_frames
 from neuroclips_core.data.sim_stimuli import to_uint8
-from neuroclips_core.metrics_semantic import aligned_frame_indices, clip_pcc, clip_video_embeddings
+from neuroclips_core.metrics_semantic import (adjacent_cosines, aligned_frame_indices, clip_pcc,
+                                              clip_video_embeddings)
 from neuroclips_core.notebook import chapter_config
 from neuroclips_core.perception_run import load_perception_result
 from neuroclips_core.pipelines.alpha_guidance import alpha_noising
@@ -269,9 +270,7 @@ def main() -> None:
             moving = torch.from_numpy(videos).permute(0, 1, 4, 2, 3).float() / 255
             direction = motion_direction_agreement(moving, velocity)["agreement"]
         took = f"  {seconds / n:.2f} s/clip" if seconds is not None else ""
-        e = clip_video_embeddings(judges["clip"], videos)
-        e = e / np.linalg.norm(e, axis=-1, keepdims=True)
-        step = (e[:, 1:] * e[:, :-1]).sum(-1).mean(0)          # adjacent frames' cosine, per step of the video
+        step = adjacent_cosines(clip_video_embeddings(judges["clip"], videos)).mean(0)   # per step of the video
         print(f"{tag:<32} SSIM-S2 {s['ssim_s2']['mean']:.3f}  frame50 {s['frame_50way']['mean']:.3f}  "
               f"video50 {s['video_50way']['mean']:.3f}  CLIP-pcc@3fps {s['clip_pcc_aligned']['mean']:.3f}  "
               f"CLIP-pcc {step.mean():.3f} (first step {step[0]:.3f}, worst {step.min():.3f} at {step.argmin()})  "

@@ -193,7 +193,7 @@ def video_metrics(pred: np.ndarray, gt: np.ndarray, metrics=FRAME_METRICS) -> di
 # The semantic and temporal metrics and the Table 1 layout live in sibling modules (this one stays about pixels);
 # re-exported so that ``neuroclips_core.metrics`` is the one place to import any metric from.
 from .metrics_semantic import (ALIGNMENT_RULES, GT_TOP, N_TRIALS, NWayResult, RetrievalResult,  # noqa: E402,F401
-                               align_to_ground_truth, aligned_frame_indices, binomial_se, clip_pcc,
+                               adjacent_cosines, align_to_ground_truth, aligned_frame_indices, binomial_se, clip_pcc,
                                clip_pcc_scores, clip_video_embeddings, frame_class_probabilities,
                                n_way_accuracy, n_way_chance, retrieval_parts, retrieval_top1,
                                video_class_probabilities)

@@ -220,6 +220,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def adjacent_cosines(embeddings: np.ndarray) -> np.ndarray:
+    """(N, T - 1): the cosine of frames t and t + 1 of each video, from frame embeddings (N, T, D); CLIP-pcc is
+    their mean over t, and their mean over videos per t shows where along the video it drops."""
+    e = _unit(embeddings)
+    if e.ndim != 3 or e.shape[1] < 2:
+        raise ValueError(f"clip_pcc: expected embeddings (N videos, T >= 2 frames, D), found {e.shape}")
+    return (e[:, 1:] * e[:, :-1]).sum(-1)
+
+
 def clip_pcc(embeddings: np.ndarray, pairs: str = "adjacent") -> np.ndarray:
     """Per-video CLIP-pcc (N,) of frame embeddings (N, T, D).
 
@@ -227,11 +236,11 @@ def clip_pcc(embeddings: np.ndarray, pairs: str = "adjacent") -> np.ndarray:
     recipe, §4.3; Mind-Animator's without its ViFi-CLIP gate).  ``pairs="all"``: mean over all ordered pairs
     i != j (NEURONS' ``clip_score_frame``), which by symmetry is the mean over unordered pairs.
     """
+    if pairs == "adjacent":
+        return adjacent_cosines(embeddings).mean(-1)
     e = _unit(embeddings)
     if e.ndim != 3 or e.shape[1] < 2:
         raise ValueError(f"clip_pcc: expected embeddings (N videos, T >= 2 frames, D), found {e.shape}")
-    if pairs == "adjacent":
-        return (e[:, 1:] * e[:, :-1]).sum(-1).mean(-1)
     if pairs == "all":
         t = e.shape[1]
         gram = e @ e.transpose(0, 2, 1)                                    # (N, T, T), ones on the diagonal

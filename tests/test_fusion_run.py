@@ -3,16 +3,15 @@ and the fusion's order of generation.  The whole step (a judge on reconstructed 
 continuity scores) runs in the quick run of chapter 05 (tests/test_book.py)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from types import SimpleNamespace
-
 from neuroclips_core.config import make_config
-from neuroclips_core.fusion_run import (CONTEXT, SameClassMLP, chains_from, context_features, fuse_videos,
-                                        held_out_probabilities, judge_probabilities, judge_scores, pair_column,
-                                        pair_features, standardised, training_run_pairs)
-from neuroclips_core.fusion_run import decoded_class_scores
+from neuroclips_core.fusion_run import (CONTEXT, SameClassMLP, chains_from, context_features, decoded_class_scores,
+                                        fuse_videos, held_out_probabilities, judge_probabilities, judge_scores,
+                                        pair_column, pair_features, standardised, training_run_pairs)
 
 
 def test_pair_features_are_symmetric_and_unit_scaled():

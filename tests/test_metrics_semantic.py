@@ -162,6 +162,14 @@ def test_adjacent_and_all_pairs_differ_as_defined():
     assert M.clip_pcc(e, "all")[0] == pytest.approx(1 / 6)
 
 
+def test_adjacent_cosines_locate_a_jump_between_frames():
+    e = np.stack([np.eye(4)[[0, 0, 1, 1]], np.eye(4)[[2, 2, 2, 2]]]) * 2.0        # video 0 cuts between frames 1, 2
+    np.testing.assert_allclose(M.adjacent_cosines(e), [[1, 0, 1], [1, 1, 1]])
+    np.testing.assert_allclose(M.clip_pcc(e, "adjacent"), [2 / 3, 1])
+    with pytest.raises(ValueError, match="T >= 2"):
+        M.adjacent_cosines(e[:, :1])
+
+
 # --------------------------------------------------------------------------------------------- retrieval
 def test_retrieval_of_identical_embeddings_is_perfect():
     e = np.random.default_rng(21).normal(size=(1200, 32))
