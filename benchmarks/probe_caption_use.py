@@ -35,7 +35,7 @@ from neuroclips_core.notebook import cpu_threads
 from neuroclips_core.zoo.corpus import heldout_clips
 from neuroclips_core.zoo.loaders import load_role
 from neuroclips_core.zoo.standins import load_standin
-from neuroclips_core.zoo.train.video import encode_captions, per_frame, predicted_noise, video_latents
+from neuroclips_core.zoo.train.video import clean_latent_estimate, encode_captions, per_frame, video_latents
 
 TIMESTEPS = (999, 801, 601, 401, 201)
 
@@ -53,12 +53,10 @@ def clean_latent_errors(t2v: dict, x0: torch.Tensor, captions: list[str], timest
     for step in timesteps:
         t = torch.full((n,), step)
         x_t = scheduler.add_noise(x0, noise, t)
-        abar = scheduler.alphas_cumprod[step]
         errors = []
         for kind in ("true", "empty", "wrong"):
-            eps = predicted_noise(scheduler, unet(x_t, t, encoder_hidden_states=per_frame(texts[kind], frames)).sample,
-                                  x_t, t)
-            x0_hat = (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+            x0_hat = clean_latent_estimate(
+                scheduler, unet(x_t, t, encoder_hidden_states=per_frame(texts[kind], frames)).sample, x_t, t)
             errors.append(float((x0_hat - x0).pow(2).mean()))
         out[step] = tuple(errors)
     return out

@@ -66,7 +66,7 @@ from neuroclips_core.zoo.train.captioner import caption_images
 from neuroclips_core.zoo.train.classifiers import predict_clips, predict_frames
 from neuroclips_core.zoo.train.clip import embed_images, embed_texts
 from neuroclips_core.zoo.train.vae import psnr, reconstruct, ssim
-from neuroclips_core.zoo.train.video import VideoParts, generate_videos
+from neuroclips_core.zoo.train.video import VideoParts, generate_videos, keyframe_effect_by_timestep
 from neuroclips_core.zoo.unclip_sampling import generate_keyframes, image_tokens
 
 # %% tags=["parameters"]
@@ -271,6 +271,45 @@ gif = vframes.side_by_side_gif(pairs, cfg.run_root / cfg.profile / "figures" / "
 for i in range(len(pairs) // 2):
     print(f"{i}: {clips.captions[i]}")
 vframes.show_gif(gif)
+
+# %% [markdown]
+# ### Where along the chain the keyframe acts
+#
+# A sampler follows the UNet's estimate of the clean latents, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,
+# \hat\epsilon)/\sqrt{\bar\alpha_t}$. So the SparseCtrl's worth at a noise level is how much its residuals shrink
+# the error of $\hat x_0$ there: with the clip's own frame 0 as keyframe against none, and against another clip's
+# frame 0, which should make it worse. Frame 0 holds the keyframe; the later frames get it only through the
+# SparseCtrl's temporal attention. The sim's five-step chain visits $t$ = 801, 601, 401, 201 and 1 after the
+# alpha-guided start (`neuroclips_core.zoo.train.video.keyframe_effect_by_timestep`;
+# `benchmarks/probe_sparsectrl_timesteps.py` prints the same for other checkpoints).
+
+# %%
+effect = pd.DataFrame(keyframe_effect_by_timestep(
+    parts, clips.clips[:4 if cfg.quick else 16], clips.captions[:4 if cfg.quick else 16],
+    timesteps=(961, 401, 41) if cfg.quick else (961, 801, 601, 401, 201, 41), seed=cfg.seed)).set_index("t")
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+for ax, where, title in zip(axes, ("frame0", "later"), ("frame 0 (the keyframe's)", "frames 1-15")):
+    for name, style in (("none", "k--"), ("own", "C0o-"), ("other", "C3s-")):
+        ax.plot(effect.index, effect[f"{name}_{where}"], style, label={"none": "no keyframe", "own": "its own",
+                                                                      "other": "another clip's"}[name])
+    ax.set(title=title, xlabel="timestep t", yscale="log")
+    ax.invert_xaxis()
+axes[0].set_ylabel("clean-latent MSE")
+axes[0].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+effect.round(3)
+
+# %% [markdown]
+# Read the two panels from the left, in the order a chain runs. At high noise the keyframe sets the clip: its own
+# frame 0 cuts frame 0's error several-fold against no keyframe and roughly halves the later frames', and another
+# clip's makes both worse, so the residuals carry *this* keyframe's layout and colours. By $t \approx 200$ the
+# curves nearly meet: there
+# the noisy latents already show the layout, and what is left to draw is the 5-px texture and outline that carry
+# the class, which the stand-in SparseCtrl barely adds even at frame 0 and not at all later, where the object has
+# moved from where the keyframe shows it (SparseCtrl zeroes its noisy input, so it cannot see where the object
+# went). That is why a keyframe steers the sim's videos' colours and layout but lifts their 50-way class scores
+# little: chapter 06 measures it.
 
 # %% [markdown]
 # These are the models the rest of the book stands on. Where a chapter's number is limited by one of them

@@ -6,6 +6,7 @@ determinism, errors); :mod:`neuroclips_core.zoo.motion` is checked on ground-tru
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -23,8 +24,9 @@ from neuroclips_core.zoo.standins import load_standin, train_standins
 from neuroclips_core.zoo.train import RunOptions, TrainError, read_log
 from neuroclips_core.zoo.train.loop import step_generator
 from neuroclips_core.zoo.train.video import (SparseCtrlRecipe, T2vRecipe, VideoParts, animatediff_scheduler,
-                                             denoise_videos, init_condition_embedding_from_conv_in,
-                                             init_controlnet_from_unet, keyframe_condition, offset_noised,
+                                             clean_latent_estimate, denoise_videos,
+                                             init_condition_embedding_from_conv_in, init_controlnet_from_unet,
+                                             keyframe_condition, keyframe_effect_by_timestep, offset_noised,
                                              open_clip_text_to_hf, per_frame, predicted_noise, sparsectrl_config,
                                              text_encoder_config, timestep_weights, training_target, weighted_mse)
 
@@ -135,6 +137,48 @@ def test_v_prediction_target_implies_the_noise_and_keeps_the_capped_v_weighting(
     torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio), rtol=1e-4, atol=0)
     with pytest.raises(ValueError, match="prediction_type.*'sample'"):
         animatediff_scheduler("sample")
+
+
+def test_clean_latent_estimate_recovers_the_latents_from_an_exact_prediction():
+    x0 = torch.randn(6, 4, 3, 4, 4, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(6))
+    t = torch.tensor([0, 100, 400, 700, 900, 999])
+    for kind in ("epsilon", "v_prediction"):
+        scheduler = animatediff_scheduler(kind)
+        x_t = scheduler.add_noise(x0, noise, t)
+        exact = training_target(scheduler, x0, noise, t)
+        torch.testing.assert_close(clean_latent_estimate(scheduler, exact, x_t, t), x0, atol=2e-3, rtol=1e-3)
+        # a prediction of zero noise says the noisy latents, rescaled, are the clean ones
+        wrong = clean_latent_estimate(scheduler, torch.zeros_like(x_t), x_t, t) if kind == "epsilon" else None
+        if wrong is not None:
+            abar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+            torch.testing.assert_close(wrong, x_t / abar.sqrt())
+
+
+def test_keyframe_effect_by_timestep_reads_the_residuals(quick):
+    root, _ = quick
+    parts = _parts(root)
+    held = corpus.heldout_clips(0, 3, 64, chunk=3)
+    rows = keyframe_effect_by_timestep(parts, held.clips, held.captions, timesteps=(901, 301))
+    assert [r["t"] for r in rows] == [901, 301]
+    for r in rows:
+        assert all(np.isfinite(r[f"{c}_{w}"]) and r[f"{c}_{w}"] >= 0
+                   for c in ("none", "own", "other") for w in ("frame0", "later"))
+    # a SparseCtrl whose output convolutions are zero adds nothing: every condition scores as no keyframe
+    silent = copy.deepcopy(parts.controlnet)
+    with torch.no_grad():
+        for name, p in silent.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
+                p.zero_()
+    for r in keyframe_effect_by_timestep(parts._replace(controlnet=silent), held.clips, held.captions,
+                                         timesteps=(901,)):
+        assert r["own_frame0"] == pytest.approx(r["none_frame0"]) and r["other_later"] == pytest.approx(r["none_later"])
+    # and the real one does not (its residuals reach the UNet)
+    assert rows[0]["own_frame0"] != pytest.approx(rows[0]["none_frame0"], rel=1e-6)
+    with pytest.raises(ValueError, match=">= 2 clips"):
+        keyframe_effect_by_timestep(parts, held.clips[:1], held.captions[:1])
+    with pytest.raises(ValueError, match="controlnet is None"):
+        keyframe_effect_by_timestep(parts._replace(controlnet=None), held.clips, held.captions)
 
 
 def test_cubic_timesteps_favour_high_noise_and_power_one_is_unchanged():

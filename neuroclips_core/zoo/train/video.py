@@ -106,6 +106,20 @@ now shapes what the t2v draws (colours, background, a class the frame classifier
 chance), but not its motion.  The sim's video config still runs without CFG (``VideoGenerationConfig.sim``):
 at a guidance scale of 1 the caption still conditions the one branch that runs, and a second branch would
 double the cost.
+
+**Where the keyframe acts** (:func:`keyframe_effect_by_timestep`, ``benchmarks/probe_sparsectrl_timesteps.py``,
+16 held-out clips, 2026-12-01): the shipped SparseCtrl's clean-latent error with no keyframe / the clip's own /
+another clip's is, on frame 0, 0.425 / 0.083 / 1.146 at t = 961, 0.089 / 0.062 / 0.264 at t = 401, 0.046 / 0.043 /
+0.087 at t = 201 and 0.011 / 0.014 / 0.018 at t = 41; on the later frames 0.449 / 0.211 / 0.844, 0.082 / 0.079 /
+0.111, 0.043 / 0.043 / 0.044 and 0.010 / 0.010 / 0.010.  So the keyframe sets layout and colours at high noise,
+later frames included, and adds nothing where the class's 5-px texture and outline are drawn.  A run with
+uniform timesteps (``timestep_power`` 1, 3600 steps, 1 thread, 2026-12-01) moved that only a little (frame 0 at
+t = 201: 0.037; later frames 0.042) and bettered the stamp (held-out loss 0.0666, frame-0 margin 0.177, alpha
+direction 0.864, alpha frame-0 margin 0.200), but not the videos: on chapter 04's chain with the *true* keyframes
+(``benchmarks/probe_video_guidance.py --seed 12 --clips 96 --scales 1``) frame 50-way 0.045 against the shipped
+model's 0.049 (no keyframe 0.040, the keyframe held still 0.836), video 50-way 0.092 for both (no keyframe 0.059).
+It was not shipped: it would have changed every run's SparseCtrl for no difference downstream.  The class is lost
+in the chain's last, low-noise steps, which no SparseCtrl trained here reaches.
 """
 from __future__ import annotations
 
@@ -415,6 +429,15 @@ def predicted_noise(scheduler, prediction: torch.Tensor, x_t: torch.Tensor, t: t
     return (abar.sqrt() * prediction.double() + (1 - abar).sqrt() * x_t.double()).to(prediction.dtype)
 
 
+def clean_latent_estimate(scheduler, prediction: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The clean latents ``x0_hat = (x_t - sqrt(1 - abar) eps_hat) / sqrt(abar)`` a UNet output implies (float32,
+    the shape of ``x_t``; t (B,)), whatever its ``prediction_type``: what a DDIM step moves towards, and so where a
+    condition (caption, keyframe) shows at high noise, where the noise error hardly depends on it."""
+    eps = predicted_noise(scheduler, prediction, x_t, t).float()
+    abar = scheduler.alphas_cumprod.to(x_t.device, torch.float32)[t].view(-1, *([1] * (x_t.ndim - 1)))
+    return (x_t.float() - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Mean over items of ``weights[t]`` x each item's mean squared error (pred, target (B, ...), t (B,))."""
     per_item = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
@@ -656,6 +679,59 @@ def heldout_denoising_loss(parts: VideoParts, clips: torch.Tensor, captions: lis
         total += float(F.mse_loss(pred.float(), noise.float(), reduction="sum"))
         count += pred.numel()
     return total / count
+
+
+@torch.no_grad()
+def keyframe_effect_by_timestep(parts: VideoParts, clips: torch.Tensor, captions: list[str],
+                                timesteps: tuple[int, ...] = (961, 801, 601, 401, 201, 41), *,
+                                seed: int = 0) -> list[dict]:
+    """Where along the schedule the SparseCtrl's keyframe reaches the video: the error of the UNet's clean-latent
+    estimate ``x0_hat`` at each timestep, with no keyframe, the clip's own frame 0 and another clip's (a cyclic
+    shift), on frame 0 and on the later frames.
+
+    Args:
+        parts: t2v parts, VAE and the SparseCtrl (``parts.controlnet``).
+        clips: (N, F, 3, S, S) in [0, 1], N >= 2 (the "other" keyframe is the next clip's); one batch.
+        captions: N prompts.
+        timesteps: training timesteps to probe (the default spans the schedule; 801 .. 1 are the sim's 5-step chain).
+        seed: the noise, shared by every condition and timestep.
+
+    Returns:
+        one dict per timestep: ``{"t", "none_frame0", "none_later", "own_frame0", "own_later", "other_frame0",
+        "other_later"}``, each a mean squared error of ``x0_hat`` per latent value.  ``own`` below ``none`` is what
+        the keyframe adds; ``other`` above ``none`` says the residuals carry this keyframe, not a generic push.
+
+    Why the clean latents: at high noise the noise-prediction error hardly depends on them (the held-out loss of
+    the stamp moves in the fourth decimal), while the clean-latent error is what a sampler's next step follows.
+    """
+    if len(clips) < 2 or len(captions) != len(clips):
+        raise ValueError(f"keyframe_effect_by_timestep: expected >= 2 clips and one caption each, found "
+                         f"{len(clips)} clips and {len(captions)} captions")
+    if parts.controlnet is None:
+        raise ValueError("keyframe_effect_by_timestep: parts.controlnet is None; load the SparseCtrl")
+    unet, scheduler = parts.t2v["unet"], parts.t2v["scheduler"]
+    x0 = video_latents(parts.vae, clips).to(unet.device, unet.dtype)
+    text = per_frame(encode_captions(parts.t2v["text_encoder"], parts.t2v["tokenizer"], captions),
+                     x0.shape[2]).to(unet.dtype)
+    cond, mask = keyframe_condition(x0[:, :, 0], x0.shape[2])
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0)
+    rows = []
+    for step in timesteps:
+        t = torch.full((len(x0),), int(step), device=x0.device)
+        x_t = scheduler.add_noise(x0, noise, t)
+        row = {"t": int(step)}
+        for name, keyframe in (("none", None), ("own", cond), ("other", cond.roll(1, 0))):
+            residuals = {}
+            if keyframe is not None:
+                down, mid = parts.controlnet(x_t, t, encoder_hidden_states=text, controlnet_cond=keyframe,
+                                             conditioning_mask=mask, return_dict=False)
+                residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+            x0_hat = clean_latent_estimate(scheduler, unet(x_t, t, encoder_hidden_states=text, **residuals).sample,
+                                           x_t, t)
+            error = (x0_hat - x0.float()).pow(2).mean((0, 1, 3, 4))                  # (F,)
+            row[f"{name}_frame0"], row[f"{name}_later"] = float(error[0]), float(error[1:].mean())
+        rows.append(row)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ recipes
