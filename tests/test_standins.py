@@ -223,6 +223,44 @@ def test_video_classifier_needs_the_frame_classifier(tmp_path):
         recipe.build()
 
 
+def test_video_classifier_distils_the_frame_classifiers_clip_mean(quick):
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    root, _ = quick
+    config = VideoClassifierRecipe.quick_config()
+    assert config.kd_weight > 0 and VideoClassifierRecipe.full_config().kd_weight > 0
+    recipe = VideoClassifierRecipe(config, 0, root / "weights")
+    model = recipe.build()
+    loss, parts = recipe.loss(model, 0, torch.Generator().manual_seed(0))
+    assert {"acc", "kd", "teacher_acc"} <= set(parts) and parts["kd"] >= 0 and torch.isfinite(loss)
+    # the teacher is the trained frame classifier, frozen
+    teacher = recipe.frame_teacher
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    frame_model, _ = load_standin("frame_classifier", root=root / "weights")
+    clips = normalise(corpus.clip_batch(0, 0, config.batch, "train", 64, config.num_frames).clips)
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(pixel_values=clips.flatten(0, 1)).logits,
+                                   frame_model(pixel_values=clips.flatten(0, 1)).logits)
+        # the KL term is the one against the clip-mean of its frame logits (no augmentation here: noise_aug 0)
+        clean = dataclasses.replace(config, noise_aug=0.0)
+        student = model(pixel_values=clips).logits.float()
+        target = frame_model(pixel_values=clips.flatten(0, 1)).logits.unflatten(0, clips.shape[:2]).mean(1)
+        t = config.kd_temperature
+        expected = F.kl_div(F.log_softmax(student / t, -1), F.softmax(target / t, -1), reduction="batchmean") * t * t
+        _, clean_parts = VideoClassifierRecipe(clean, 0, root / "weights").loss(model, 0,
+                                                                                torch.Generator().manual_seed(0))
+    assert clean_parts["kd"] == pytest.approx(float(expected), rel=1e-4)
+    # the same draw without distillation: the labels' loss alone, so the KL term is exactly what was added
+    plain_loss, plain_parts = VideoClassifierRecipe(dataclasses.replace(config, kd_weight=0.0), 0,
+                                                    root / "weights").loss(model, 0, torch.Generator().manual_seed(0))
+    assert "kd" not in plain_parts
+    assert float(loss.detach()) == pytest.approx(float(plain_loss.detach()) + config.kd_weight * parts["kd"], rel=1e-4)
+    with pytest.raises(TrainError, match="kd_weight > 0 distils the frame classifier"):
+        VideoClassifierRecipe(dataclasses.replace(config, init_from_frame_classifier=False), 0, root).build()
+
+
 def test_missing_roles_name_the_whole_training_chain(tmp_path):
     # unclip uses vae and clip, and clip in turn starts from the frame classifier: the command must train all
     # three first, in dependency order, or it would only fail again one role later

@@ -47,11 +47,25 @@ resolution, from the renderer), and VAE round trips among the training frames (t
 
 **Video classifier.**  VideoMAE with the ViT's width, depth and heads, started from the trained frame classifier
 inflated to tubelets (:func:`inflate_vit_to_videomae`) and fine-tuned on clips: from scratch, a video
-transformer would spend its budget re-learning what the frame classifier already knows.
+transformer would spend its budget re-learning what the frame classifier already knows.  The inflated model is
+still far from the frame classifier's own clip verdict: it mean-pools 512 tubelet tokens that attend across time
+and sits on fixed sinusoidal positions, where the ViT read a CLS token over 64 patches with learned positions.  So
+it also **distils** (``kd_weight``): the frozen frame classifier runs on each of the clip's 16 frames, its logits
+are averaged over the frames, and the VideoMAE's logits are pulled to them (KL at ``kd_temperature``) beside the
+labels.  That average is a strong teacher: on 256 held-out clips it names the class in 0.906 of them, where the
+same ViT is right on 0.697 of single frames (the frames of a clip show the object at other places, sizes and
+angles, so their errors partly cancel).
+
+Measured (seed 0, 1 thread, 2026-12-01, 256 held-out clips): labels alone, 1200 steps (the model shipped until
+then, 12.7 min on 2 threads), top-1 **0.637** (shape 0.637, pattern 0.992); with the distillation, 2400 steps in
+44.5 min, **0.715** (shape 0.719, pattern 0.980).  Its training top-1 (running mean over 200 steps) was 0.55-0.59
+through the stable phase and 0.69 at the end of the decay, with the distillation loss still falling (1.9 at step
+400, 1.0 at 1800): more steps would raise it further; the target is 0.8.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +116,8 @@ class VideoClassifierConfig(ClassifierConfig):
     num_frames: int = corpus.CLIP_FRAMES
     tubelet_size: int = 2
     init_from_frame_classifier: bool = True
+    kd_weight: float = 0.0         # distillation of the frame classifier's clip-mean logits (0: labels only) ...
+    kd_temperature: float = 2.0    # ... at this temperature (needs init_from_frame_classifier's frozen ViT)
 
 
 def _label_maps() -> dict:
@@ -451,19 +467,29 @@ class VideoClassifierRecipe(Recipe):
 
     @staticmethod
     def full_config() -> VideoClassifierConfig:
-        return VideoClassifierConfig(steps=1200, batch=8, lr=3e-4, warmup=100, eval_size=256)
+        return VideoClassifierConfig(steps=2400, batch=8, lr=3e-4, warmup=100, eval_size=256, kd_weight=1.0)
 
     @staticmethod
     def quick_config() -> VideoClassifierConfig:
-        return VideoClassifierConfig(steps=4, batch=2, lr=3e-4, warmup=2, eval_size=8)
+        return VideoClassifierConfig(steps=4, batch=2, lr=3e-4, warmup=2, eval_size=8, kd_weight=1.0)
 
     def uses(self) -> tuple[str, ...]:
         return ("frame_classifier",) if self.config.init_from_frame_classifier else ()
+
+    @functools.cached_property
+    def frame_teacher(self):
+        """The trained frame classifier's ViT (float32, frozen, eval): the teacher of ``kd_weight``."""
+        self.require("frame_classifier")
+        model = load_role("frame_classifier", self.role_folder("frame_classifier"), dtype=torch.float32).model
+        return model.to(self.device).eval().requires_grad_(False)
 
     def build(self):
         from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
         c = self.config
+        if c.kd_weight and not c.init_from_frame_classifier:
+            raise TrainError("video_classifier: kd_weight > 0 distils the frame classifier, which "
+                             "init_from_frame_classifier=False does not use; set kd_weight=0 or use it")
         cfg = VideoMAEConfig(image_size=IMAGE_SIZE, patch_size=c.patch_size, num_channels=3,
                              num_frames=c.num_frames, tubelet_size=c.tubelet_size, hidden_size=c.hidden_size,
                              num_hidden_layers=c.layers, num_attention_heads=c.heads,
@@ -477,9 +503,21 @@ class VideoClassifierRecipe(Recipe):
         return model
 
     def loss(self, model, step, generator):
-        b = corpus.clip_batch(self.seed, step, self.config.batch, "train", IMAGE_SIZE, self.config.num_frames)
-        x = normalise(_augment(b.clips, self.config.noise_aug, generator)).to(model.device)
-        return _classification_loss(model(pixel_values=x).logits, b.labels.to(model.device))
+        c = self.config
+        b = corpus.clip_batch(self.seed, step, c.batch, "train", IMAGE_SIZE, c.num_frames)
+        x = normalise(_augment(b.clips, c.noise_aug, generator)).to(model.device)
+        logits = model(pixel_values=x).logits.float()
+        loss, parts = _classification_loss(logits, b.labels.to(model.device))
+        if c.kd_weight:
+            with torch.no_grad():        # the frame classifier on every frame, its logits averaged over the clip
+                teacher = self.frame_teacher(pixel_values=x.flatten(0, 1)).logits.float()
+                teacher = teacher.unflatten(0, x.shape[:2]).mean(1)
+            t = c.kd_temperature
+            kd = F.kl_div(F.log_softmax(logits / t, -1), F.softmax(teacher / t, -1), reduction="batchmean") * t * t
+            loss = loss + c.kd_weight * kd
+            parts.update(kd=float(kd.detach()),
+                         teacher_acc=float((teacher.argmax(-1) == b.labels.to(model.device)).float().mean()))
+        return loss, parts
 
     def export(self, model):
         from transformers import VideoMAEImageProcessor
