@@ -35,8 +35,9 @@ given twice: on all 16 frames at 8 FPS (the paper's recipe, Table 1's column) an
 apart are more alike than frames 1/3 s apart, so only equal frame rates compare.
 
 A run is reused when ``metrics.json`` records the same parameters (variant, generation config, seed, the PR's
-and SR's run parameters, the keyframes' and captions' content, every model's weights); anything else generates
-again.  Arrays and JSON files are written through temp files and renames, so an interrupted run leaves the
+and SR's run parameters, the keyframes' and captions' content, every model's weights).  When only the judges'
+weights differ (a retrained classifier or CLIP), the stored videos are scored again, which takes a minute where
+generating them takes several; anything else generates again.  Arrays and JSON files are written through temp files and renames, so an interrupted run leaves the
 previous files whole, and ``metrics.json`` is written last.
 """
 from __future__ import annotations
@@ -397,10 +398,18 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
                     "sparsectrl": module_fingerprint(pipe.controlnet), "vae": module_fingerprint(pipe.vae),
                     **judges.fingerprints()}}))
     summary_path = out / METRICS_FILE
+    truth = np.array(store.frames_test[:n])
     if not retrain and summary_path.is_file() and (out / VIDEOS_FILE).is_file():
         summary = json.loads(summary_path.read_text())
         if summary.get("params") == params:
             return VideoResult(out, summary, True)
+        videos = np.load(out / VIDEOS_FILE, mmap_mode="r")
+        if _same_generation(summary.get("params"), params) and len(videos) == n:
+            # only a judge changed (a retrained classifier or CLIP): the videos stand, only their scores are new
+            timings = {k: v for k, v in summary.get("timings", {}).items() if k in ("generation_s", "seconds_per_clip")}
+            return _score_and_write(out, np.asarray(videos), truth, judges, params, timings | {"rescored": True},
+                                    dict(subject=subject, variant=variant, what=spec.what, n_test=store.n_test),
+                                    cfg.seed)
 
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -418,16 +427,32 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
     timings["generation_s"] = round(time.monotonic() - t0, 1)
     timings["seconds_per_clip"] = round(timings["generation_s"] / n, 3)
     save_npy_atomic(out / VIDEOS_FILE, videos)
-    truth = np.array(store.frames_test[:n])
-    t0 = time.monotonic()
-    scores = score_videos(videos, truth, **judges._asdict(), seed=cfg.seed)
-    timings["score_s"] = round(time.monotonic() - t0, 1)
     write_gifs(out / "gifs", truth, interpolate_frames(np.asarray(blurry6[:n_gifs]), config.num_frames),
                np.asarray(keyframes[:n_gifs]), videos[:n_gifs])
-    summary = {"subject": subject, "variant": variant, "what": spec.what, "params": params, "n_test": store.n_test,
-               "n_clips": n, "scores": {k: v for k, v in scores.items() if k != "per_clip"}, "per_clip": scores["per_clip"],
+    return _score_and_write(out, videos, truth, judges, params, timings,
+                            dict(subject=subject, variant=variant, what=spec.what, n_test=store.n_test), cfg.seed)
+
+
+def _same_generation(saved: dict | None, params: dict) -> bool:
+    """Whether two runs' parameters differ at most in the judges' weights (what scores the videos, not what makes
+    them)."""
+    def without_judges(p: dict) -> dict:
+        return {**p, "weights": {k: v for k, v in p.get("weights", {}).items() if k not in _Judges._fields}}
+
+    return isinstance(saved, dict) and without_judges(saved) == without_judges(params)
+
+
+def _score_and_write(out: Path, videos: np.ndarray, truth: np.ndarray, judges: _Judges, params: dict,
+                     timings: dict, about: dict, seed: int) -> VideoResult:
+    """Score ``videos`` (N, F, H, W, 3) against ``truth`` (N, 6, H, W, 3) and write ``metrics.json`` (last: its
+    presence means the run finished)."""
+    t0 = time.monotonic()
+    scores = score_videos(videos, truth, **judges._asdict(), seed=seed)
+    timings = {**timings, "score_s": round(time.monotonic() - t0, 1)}
+    summary = {**about, "params": params, "n_clips": len(videos),
+               "scores": {k: v for k, v in scores.items() if k != "per_clip"}, "per_clip": scores["per_clip"],
                "timings": timings}
-    write_json_atomic(summary_path, summary)          # last: its presence means the run finished
+    write_json_atomic(out / METRICS_FILE, summary)
     return VideoResult(out, summary, False)
 
 

@@ -4,6 +4,8 @@ the errors it gives when chapters 02 and 03 have not run.  The whole driver runs
 stand-ins in the quick run of chapter 04 (tests/test_book.py)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -181,3 +183,26 @@ def test_a_run_from_before_n_clips_counts_all_its_clips(tmp_path):
 
     assert VideoResult(tmp_path, {"n_test": 240}, True).n_clips == 240
     assert VideoResult(tmp_path, {"n_test": 240, "n_clips": 24}, True).n_clips == 24
+
+
+def test_only_a_judge_change_keeps_the_videos(truth_and_videos, judges, tmp_path):
+    from neuroclips_core.video_run import METRICS_FILE, _Judges, _same_generation, _score_and_write
+
+    params = {"variant": "full", "seed": 0, "config": {"theta": 0.3},
+              "weights": {"unet": "u", "sparsectrl": "s", "vae": "v", "frame_classifier": "f",
+                          "video_classifier": "m", "clip": "c"}}
+    rejudged = {**params, "weights": {**params["weights"], "video_classifier": "m2", "clip": "c2"}}
+    assert _same_generation(params, rejudged) and _same_generation(params, params)
+    # anything that makes the videos (a generator's weights, the config, the seed) means generating again
+    assert not _same_generation(params, {**params, "weights": {**params["weights"], "sparsectrl": "s2"}})
+    assert not _same_generation(params, {**params, "config": {"theta": 0.5}})
+    assert not _same_generation(params, {**params, "seed": 1})
+    assert not _same_generation(None, params)
+
+    truth, videos = truth_and_videos
+    result = _score_and_write(tmp_path, videos, truth, _Judges(**judges), rejudged, {"generation_s": 9.0},
+                              dict(subject=1, variant="full", what="w", n_test=N), 0)
+    saved = json.loads((tmp_path / METRICS_FILE).read_text())
+    assert saved == json.loads(json.dumps(result.summary)) and not result.reused
+    assert saved["params"] == rejudged and saved["n_clips"] == N and saved["timings"]["generation_s"] == 9.0
+    assert saved["scores"]["ssim_s2"]["mean"] == pytest.approx(1.0) and len(saved["per_clip"]["ssim_s2"]) == N
