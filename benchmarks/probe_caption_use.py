@@ -27,12 +27,9 @@ true caption takes it from 0.312 (empty) to 0.263 while another clip's raises it
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from neuroclips_core.notebook import cpu_threads
-from neuroclips_core.zoo.corpus import heldout_clips
+from _heldout import folders_and_heldout_clips
 from neuroclips_core.zoo.loaders import load_role
 from neuroclips_core.zoo.standins import load_standin
 from neuroclips_core.zoo.train.video import clean_latent_estimate, encode_captions, per_frame, video_latents
@@ -63,13 +60,7 @@ def clean_latent_errors(t2v: dict, x0: torch.Tensor, captions: list[str], timest
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="*", help="t2v folders (default: the shipped stand-in)")
-    ap.add_argument("--clips", type=int, default=48)
-    ap.add_argument("--corpus-seed", type=int, default=0, help="the stand-ins' corpus seed (their held-out split)")
-    args = ap.parse_args()
-    torch.set_num_threads(cpu_threads())
-    held = heldout_clips(args.corpus_seed, args.clips)
+    args, held = folders_and_heldout_clips(__doc__, "t2v", 48)
     x0 = video_latents(load_standin("vae"), held.clips)
     print(f"{len(held.captions)} held-out corpus clips; clean-latent MSE with the true / empty / wrong caption "
           f"(predicting zeros: {float(x0.pow(2).mean()):.2f})")

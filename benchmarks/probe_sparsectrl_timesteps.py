@@ -14,25 +14,16 @@ The t2v and VAE come from the shipped stand-ins (``$NEUROCLIPS_STANDINS`` to rea
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from neuroclips_core.notebook import cpu_threads
-from neuroclips_core.zoo.corpus import heldout_clips
+from _heldout import folders_and_heldout_clips
 from neuroclips_core.zoo.loaders import load_role
 from neuroclips_core.zoo.standins import load_standin
 from neuroclips_core.zoo.train.video import VideoParts, keyframe_effect_by_timestep
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("folders", nargs="*", help="sparsectrl folders (default: the shipped stand-in)")
-    ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--corpus-seed", type=int, default=0, help="the stand-ins' corpus seed (their held-out split)")
-    args = ap.parse_args()
-    torch.set_num_threads(cpu_threads())
-    held = heldout_clips(args.corpus_seed, args.clips, chunk=args.clips)
+    args, held = folders_and_heldout_clips(__doc__, "sparsectrl", 16)
     t2v, vae = load_standin("t2v"), load_standin("vae")
     print(f"{len(held.captions)} held-out corpus clips; clean-latent MSE, frame 0 | later frames, "
           f"with no keyframe / its own / another clip's")
