@@ -180,8 +180,10 @@ refs = score_references(cfg, store=store, n_clips=n_clips)
 print(f"{runs['full'].n_clips} of {store.n_test} test clips")
 for name, run in runs.items():
     t = run.summary["timings"]
-    print(f"{name:12s} {'reused' if run.reused else 'made'}: {t['generation_s']:.0f} s generation "
-          f"({t['seconds_per_clip']:.2f} s per clip), {t['score_s']:.0f} s scoring")
+    # "rescored": an earlier run's videos, scored again because only a judge's weights changed
+    how = "reused" if run.reused else "rescored" if t.get("rescored") else "made"
+    print(f"{name:12s} {how}: {t['generation_s']:.0f} s generation ({t['seconds_per_clip']:.2f} s per clip), "
+          f"{t['score_s']:.0f} s scoring")
 
 # %%
 COLUMNS = {"SSIM S2": "ssim_s2", "SSIM S1": "ssim_s1", "PSNR": "psnr", "frame 2-way": "frame_2way",
