@@ -28,7 +28,7 @@ from neuroclips_core.zoo.standins import (SHIPPED_BUDGET_MB, STAMP_FILE, STANDIN
 from neuroclips_core.zoo.targets import beats_floor, targets_for
 from neuroclips_core.zoo.train import RECIPES, RunOptions, TrainError, read_log, train_role
 from neuroclips_core.zoo.train.classifiers import (FrameClassifierRecipe, VideoClassifierRecipe,
-                                                   inflate_vit_to_videomae, normalise)
+                                                   clip_mean_frame_logits, inflate_vit_to_videomae, normalise)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = RunOptions(verbose=False)
@@ -238,8 +238,10 @@ def test_video_classifier_distils_the_frame_classifiers_clip_mean(quick):
     # the teacher is the trained frame classifier, frozen
     teacher = recipe.frame_teacher
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
-    frame_model, _ = load_standin("frame_classifier", root=root / "weights")
-    clips = normalise(corpus.clip_batch(0, 0, config.batch, "train", 64, config.num_frames).clips)
+    frame = load_standin("frame_classifier", root=root / "weights")
+    frame_model = frame.model
+    raw = corpus.clip_batch(0, 0, config.batch, "train", 64, config.num_frames).clips
+    clips = normalise(raw)
     with torch.no_grad():
         torch.testing.assert_close(teacher(pixel_values=clips.flatten(0, 1)).logits,
                                    frame_model(pixel_values=clips.flatten(0, 1)).logits)
@@ -252,6 +254,8 @@ def test_video_classifier_distils_the_frame_classifiers_clip_mean(quick):
         _, clean_parts = VideoClassifierRecipe(clean, 0, root / "weights").loss(model, 0,
                                                                                 torch.Generator().manual_seed(0))
     assert clean_parts["kd"] == pytest.approx(float(expected), rel=1e-4)
+    # the same clip verdict through the classifier's own processor (what chapter 00b shows beside the VideoMAE)
+    torch.testing.assert_close(clip_mean_frame_logits(frame, raw), target, atol=1e-4, rtol=1e-4)
     # the same draw without distillation: the labels' loss alone, so the KL term is exactly what was added
     plain_loss, plain_parts = VideoClassifierRecipe(dataclasses.replace(config, kd_weight=0.0), 0,
                                                     root / "weights").loss(model, 0, torch.Generator().manual_seed(0))

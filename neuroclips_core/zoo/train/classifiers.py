@@ -204,6 +204,12 @@ def predict_frames(classifier: Classifier, images: torch.Tensor, batch: int = 25
     return frame_logits(classifier, _uint8_frames(images), batch).argmax(-1)
 
 
+def clip_mean_frame_logits(classifier: Classifier, clips: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """A frame classifier's logits of every frame of clips (N, T, 3, S, S) in [0, 1], averaged over the T frames:
+    (N, classes).  The frame classifier's verdict on a clip, and the video classifier's distillation target."""
+    return frame_logits(classifier, _uint8_frames(clips.flatten(0, 1)), batch).unflatten(0, clips.shape[:2]).mean(1)
+
+
 def predict_clips(classifier: Classifier, clips: torch.Tensor, batch: int = 32) -> torch.Tensor:
     """Class ids (N,) of clips (N, T, 3, S, S) in [0, 1], through the classifier's own processor."""
     return clip_logits(classifier, _uint8_frames(clips), batch).argmax(-1)
