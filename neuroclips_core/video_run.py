@@ -36,9 +36,10 @@ apart are more alike than frames 1/3 s apart, so only equal frame rates compare.
 
 A run is reused when ``metrics.json`` records the same parameters (variant, generation config, seed, the PR's
 and SR's run parameters, the keyframes' and captions' content, every model's weights).  When only the judges'
-weights differ (a retrained classifier or CLIP), the stored videos are scored again, which takes a minute where
-generating them takes several; anything else generates again.  Arrays and JSON files are written through temp files and renames, so an interrupted run leaves the
-previous files whole, and ``metrics.json`` is written last.
+weights differ (a retrained classifier or CLIP), the stored videos are scored again, which takes half a minute
+where generating them takes several; anything else generates again.  Arrays and JSON files are written through
+temp files and renames, so an interrupted run leaves the previous files whole, and ``metrics.json`` is written
+last.
 """
 from __future__ import annotations
 
@@ -406,7 +407,8 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
         videos = np.load(out / VIDEOS_FILE, mmap_mode="r")
         if _same_generation(summary.get("params"), params) and len(videos) == n:
             # only a judge changed (a retrained classifier or CLIP): the videos stand, only their scores are new
-            timings = {k: v for k, v in summary.get("timings", {}).items() if k in ("generation_s", "seconds_per_clip")}
+            timings = {k: v for k, v in summary.get("timings", {}).items()
+                       if k in ("generation_s", "seconds_per_clip")}
             return _score_and_write(out, np.asarray(videos), truth, judges, params, timings | {"rescored": True},
                                     dict(subject=subject, variant=variant, what=spec.what, n_test=store.n_test),
                                     cfg.seed)
