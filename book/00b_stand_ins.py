@@ -311,12 +311,11 @@ effect.round(3)
 # Read the two panels from the left, in the order a chain runs. At high noise the keyframe sets the clip: its own
 # frame 0 cuts frame 0's error several-fold against no keyframe and roughly halves the later frames', and another
 # clip's makes both worse, so the residuals carry *this* keyframe's layout and colours. By $t \approx 200$ the
-# curves nearly meet: there
-# the noisy latents already show the layout, and what is left to draw is the 5-px texture and outline that carry
-# the class, which the stand-in SparseCtrl barely adds even at frame 0 and not at all later, where the object has
-# moved from where the keyframe shows it (SparseCtrl zeroes its noisy input, so it cannot see where the object
-# went). That is why a keyframe steers the sim's videos' colours and layout but lifts their 50-way class scores
-# little: chapter 06 measures it.
+# curves nearly meet: there the noisy latents already show the layout, and what is left to draw is the 5-px
+# texture and outline that carry the class. The stand-in SparseCtrl barely adds them even at frame 0, and not at
+# all later, where the object has moved from where the keyframe shows it (SparseCtrl zeroes its noisy input, so it
+# cannot see where the object went). That is why a keyframe steers the sim's videos' colours and layout but lifts
+# their 50-way class scores little: chapter 06 measures it.
 
 # %% [markdown]
 # These are the models the rest of the book stands on. Where a chapter's number is limited by one of them
