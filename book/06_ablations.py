@@ -190,13 +190,15 @@ else:
 # **Measured on a seed none of this was tuned on** (cc2017-sim seed 27, subjects 1-3, 240 test clips each;
 # `python -m neuroclips_core ablations --subjects 1,2,3 --seed 27 --run-root runs/seed27`, with chapters 01-03 run
 # on that seed first; about 25 minutes a subject for three or four variants on 1 thread, two other jobs sharing the
-# 2 cores). Differences are the full model minus the variant, paired per clip, ± the SEM of the per-clip difference:
+# 2 cores; the videos regenerated and the video 50-way read by the distilled VideoMAE on 2026-12-01, the other columns
+# unchanged to the last digit). Differences are the full model minus the variant, paired per clip, ± the SEM of the
+# per-clip difference:
 #
 # | subject | SSIM: full - no blurry | frame 50-way: full - no keyframe | video 50-way: full - no keyframe | CLIP-pcc (16 frames): full - no keyframe |
 # |---|---|---|---|---|
-# | 1 | **+0.046 ± 0.002** | +0.003 ± 0.007 | +0.009 ± 0.013 | -0.008 ± 0.003 |
-# | 2 | **+0.048 ± 0.002** | -0.005 ± 0.007 | -0.002 ± 0.014 | -0.009 ± 0.003 |
-# | 3 | **+0.045 ± 0.002** | +0.003 ± 0.006 | -0.026 ± 0.016 | -0.007 ± 0.003 |
+# | 1 | **+0.046 ± 0.002** | +0.003 ± 0.007 | +0.021 ± 0.017 | -0.008 ± 0.003 |
+# | 2 | **+0.048 ± 0.002** | -0.005 ± 0.007 | -0.002 ± 0.017 | -0.009 ± 0.003 |
+# | 3 | **+0.045 ± 0.002** | +0.003 ± 0.006 | -0.001 ± 0.016 | -0.007 ± 0.003 |
 #
 # One of the paper's three directions holds on every subject: the blurry video is what gives the videos their
 # structure. The other two do not. The keyframe's effect on the 50-way scores is within the clips' noise, either
@@ -207,8 +209,12 @@ else:
 # 0.929 at step 0 without the keyframe). Of three sampler changes tried on seed 12
 # (`benchmarks/probe_frame_noise.py`), holding the keyframe at the frame it shows moved the jump there, a weaker
 # hold shrank it only by giving up the keyframe's class evidence, and mixing the keyframe into every frame's start
-# barely touched it. The class evidence, a guess we have not tested: the sim sampler's shared fine noise, which made
-# the videos as smooth as the truth, now sets much of the texture that the keyframe used to hand on. On seed 12,
+# barely touched it. The class evidence: chapter 00b shows where along the chain the SparseCtrl stand-in acts, and
+# it adds nothing at the low noise levels where the class's texture and outline are drawn; even the *true* keyframe
+# lifts the frame 50-way of chapter 04's chain only from 0.040 to 0.049, where the keyframe itself scores 0.836
+# (seed 12, subject 1, 96 clips, `benchmarks/probe_video_guidance.py --scales 1`). A SparseCtrl retrained with more
+# of its steps at low noise did not change that (0.045). Besides, the sim sampler's shared fine noise, which made
+# the videos as smooth as the truth, may set much of the texture the keyframe used to hand on. On seed 12,
 # with the paper's independent frame noise, removing the keyframe had
 # cost video 50-way 0.052 ± 0.021 (subject 1) and the full model had been the smoothest variant; its videos
 # flickered far more than the truth (CLIP-pcc 0.80 against 0.90).
