@@ -119,7 +119,7 @@ direction 0.864, alpha frame-0 margin 0.200), but not the videos: on chapter 04'
 (``benchmarks/probe_video_guidance.py --seed 12 --clips 96 --scales 1``) frame 50-way 0.045 against the shipped
 model's 0.049 (no keyframe 0.040, the keyframe held still 0.836), video 50-way 0.092 for both (no keyframe 0.059).
 It was not shipped: it would have changed every run's SparseCtrl for no difference downstream.  The class is lost
-in the chain's last, low-noise steps, which no SparseCtrl trained here reaches.
+in the chain's last, low-noise steps, which neither SparseCtrl trained here reaches.
 """
 from __future__ import annotations
 
@@ -691,7 +691,7 @@ def keyframe_effect_by_timestep(parts: VideoParts, clips: torch.Tensor, captions
 
     Args:
         parts: t2v parts, VAE and the SparseCtrl (``parts.controlnet``).
-        clips: (N, F, 3, S, S) in [0, 1], N >= 2 (the "other" keyframe is the next clip's); one batch.
+        clips: (N, F, 3, S, S) in [0, 1], N >= 2 (the "other" keyframe is the previous clip's); one batch.
         captions: N prompts.
         timesteps: training timesteps to probe (the default spans the schedule; 801 .. 1 are the sim's 5-step chain).
         seed: the noise, shared by every condition and timestep.
