@@ -220,12 +220,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _unit_frames(embeddings: np.ndarray) -> np.ndarray:
+    """Frame embeddings (N videos, T >= 2 frames, D), each scaled to unit length; anything else is refused."""
+    e = _unit(embeddings)
+    if e.ndim != 3 or e.shape[1] < 2:
+        raise ValueError(f"CLIP-pcc: expected frame embeddings (N videos, T >= 2 frames, D), found {e.shape}")
+    return e
+
+
 def adjacent_cosines(embeddings: np.ndarray) -> np.ndarray:
     """(N, T - 1): the cosine of frames t and t + 1 of each video, from frame embeddings (N, T, D); CLIP-pcc is
     their mean over t, and their mean over videos per t shows where along the video it drops."""
-    e = _unit(embeddings)
-    if e.ndim != 3 or e.shape[1] < 2:
-        raise ValueError(f"clip_pcc: expected embeddings (N videos, T >= 2 frames, D), found {e.shape}")
+    e = _unit_frames(embeddings)
     return (e[:, 1:] * e[:, :-1]).sum(-1)
 
 
@@ -238,10 +244,8 @@ def clip_pcc(embeddings: np.ndarray, pairs: str = "adjacent") -> np.ndarray:
     """
     if pairs == "adjacent":
         return adjacent_cosines(embeddings).mean(-1)
-    e = _unit(embeddings)
-    if e.ndim != 3 or e.shape[1] < 2:
-        raise ValueError(f"clip_pcc: expected embeddings (N videos, T >= 2 frames, D), found {e.shape}")
     if pairs == "all":
+        e = _unit_frames(embeddings)
         t = e.shape[1]
         gram = e @ e.transpose(0, 2, 1)                                    # (N, T, T), ones on the diagonal
         return (gram.sum((1, 2)) - np.trace(gram, axis1=1, axis2=2)) / (t * (t - 1))

@@ -399,19 +399,18 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
                     "sparsectrl": module_fingerprint(pipe.controlnet), "vae": module_fingerprint(pipe.vae),
                     **judges.fingerprints()}}))
     summary_path = out / METRICS_FILE
-    truth = np.array(store.frames_test[:n])
+    about = dict(subject=subject, variant=variant, what=spec.what, n_test=store.n_test)
     if not retrain and summary_path.is_file() and (out / VIDEOS_FILE).is_file():
         summary = json.loads(summary_path.read_text())
         if summary.get("params") == params:
             return VideoResult(out, summary, True)
-        videos = np.load(out / VIDEOS_FILE, mmap_mode="r")
-        if _same_generation(summary.get("params"), params) and len(videos) == n:
+        if _same_generation(summary.get("params"), params):
             # only a judge changed (a retrained classifier or CLIP): the videos stand, only their scores are new
+            # (the same captions, one per clip, mean the same n clips)
             timings = {k: v for k, v in summary.get("timings", {}).items()
                        if k in ("generation_s", "seconds_per_clip")}
-            return _score_and_write(out, np.asarray(videos), truth, judges, params, timings | {"rescored": True},
-                                    dict(subject=subject, variant=variant, what=spec.what, n_test=store.n_test),
-                                    cfg.seed)
+            return _score_and_write(out, np.load(out / VIDEOS_FILE), np.array(store.frames_test[:n]), judges,
+                                    params, timings | {"rescored": True}, about, cfg.seed)
 
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -429,10 +428,10 @@ def reconstruct_videos(cfg: RunConfig, subject: int | None = None, variant: str 
     timings["generation_s"] = round(time.monotonic() - t0, 1)
     timings["seconds_per_clip"] = round(timings["generation_s"] / n, 3)
     save_npy_atomic(out / VIDEOS_FILE, videos)
+    truth = np.array(store.frames_test[:n])
     write_gifs(out / "gifs", truth, interpolate_frames(np.asarray(blurry6[:n_gifs]), config.num_frames),
                np.asarray(keyframes[:n_gifs]), videos[:n_gifs])
-    return _score_and_write(out, videos, truth, judges, params, timings,
-                            dict(subject=subject, variant=variant, what=spec.what, n_test=store.n_test), cfg.seed)
+    return _score_and_write(out, videos, truth, judges, params, timings, about, cfg.seed)
 
 
 def _same_generation(saved: dict | None, params: dict) -> bool:
