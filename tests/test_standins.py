@@ -373,6 +373,33 @@ def test_texture_patches_are_reproducible_labelled_patterns():
     assert (distinct[~textured] > 2).float().mean() > 0.5                    # gradients, not two flat colours
 
 
+def test_patch_mask_targets_keep_every_edge_patch_with_its_cell_shares(tmp_path):
+    """The stem's outline target: patches cut in the ViT's raster, each with the object's share of its 2-px
+    cells; every patch the outline crosses is kept, with as many from the rest; and a quick run trains it."""
+    import dataclasses
+
+    from neuroclips_core.zoo.train.classifiers import patch_mask_targets
+
+    images = torch.rand(2, 3, 16, 16)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 2:7, 3:12] = True                     # crosses patches (0, 0) and (0, 1) of frame 0
+    patches, targets = patch_mask_targets(images, masks, patch=8, generator=torch.Generator().manual_seed(0))
+    assert patches.shape == (4, 3, 8, 8) and targets.shape == (4, 16)
+    torch.testing.assert_close(patches[0], images[0, :, :8, :8])
+    torch.testing.assert_close(patches[1], images[0, :, :8, 8:])
+    expected = torch.nn.functional.avg_pool2d(masks[0, None, :8, :8].float(), 2).flatten()
+    torch.testing.assert_close(targets[0], expected)
+    assert targets[0, 5] == 0.5 and targets[0, 13] == 0.25 and targets[0, 6] == 1 and targets[0, 0] == 0
+    assert ((targets[2:].mean(1) == 0) | (targets[2:].mean(1) == 1)).all()              # the rest: whole
+
+    config = dataclasses.replace(FrameClassifierRecipe.quick_config(), stem_mask_weight=1.0, stem_mask_frames=2)
+    result = train_role(FrameClassifierRecipe(config, 0, tmp_path / "out"), tmp_path / "out" / "frame_classifier",
+                        tmp_path / "work", RunOptions(verbose=False, log_every=1))
+    assert result.finished
+    stem = [r for r in read_log(tmp_path / "work") if r["step"] <= config.stem_steps]
+    assert stem and all(np.isfinite(r["mask"]) and 0 <= r["mask_acc"] <= 1 for r in stem)
+
+
 def test_parse_steps_and_cli_help():
     assert parse_steps("vae=10, frame_classifier=20") == {"vae": 10, "frame_classifier": 20}
     with pytest.raises(ValueError, match="role=N"):

@@ -103,6 +103,8 @@ class FrameClassifierConfig(ClassifierConfig):
     stem_steps: int = 2500      # the first steps train the patch stem alone on texture patches (0: none) ...
     stem_batch: int = 2048      # ... this many patches a step ...
     stem_lr_scale: float = 2.0  # ... at this multiple of the rate
+    stem_mask_weight: float = 0.0   # the stem also draws each patch's object mask at 2-px cells (0: not) ...
+    stem_mask_frames: int = 16      # ... from the patches of this many corpus frames a step
     teacher_steps: int = 1500   # then the CNN teacher trains alone (0: no teacher, no distillation)
     teacher_lr_scale: float = 3.0
     kd_weight: float = 1.0      # soft-label distillation of the teacher's logits into the CLS logits ...
@@ -276,12 +278,41 @@ class TextureTeacher(torch.nn.Module):
 
 class _Distillation(torch.nn.Module):
     """What the frame-classifier run trains: the ViT (``student``, the only part saved), the stem's patch
-    classifier ``stem_head``, the CNN ``teacher`` and the ``hints`` (one linear map per hinted ViT layer, from its
-    tokens to the teacher's features)."""
+    classifier ``stem_head`` and mask decoder ``mask_head``, the CNN ``teacher`` and the ``hints`` (one linear map
+    per hinted ViT layer, from its tokens to the teacher's features)."""
 
-    def __init__(self, student, stem_head, teacher: TextureTeacher | None, hints: torch.nn.ModuleList | None):
+    def __init__(self, student, stem_head, teacher: TextureTeacher | None, hints: torch.nn.ModuleList | None,
+                 mask_head=None):
         super().__init__()
         self.student, self.stem_head, self.teacher, self.hints = student, stem_head, teacher, hints
+        self.mask_head = mask_head
+
+
+def patch_mask_targets(images: torch.Tensor, masks: torch.Tensor, patch: int, cell: int = 2,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patches of frames and the object mask inside each, for the stem's outline target.
+
+    Args:
+        images: (B, 3, S, S) frames in [0, 1]; masks: (B, S, S) bool, True on the object (the renderer's).
+        patch: the ViT's patch size; cell: the mask's resolution in pixels.
+    Returns:
+        patches (N, 3, patch, patch) and targets (N, (patch / cell) ** 2): the object's share of each cell.  Every
+        patch the outline crosses is kept, and as many drawn from the rest (object inside, background), so the
+        target is mostly about where the edge runs.
+    """
+    b, _, s, _ = images.shape
+    g = s // patch
+    pieces = images.unfold(2, patch, patch).unfold(3, patch, patch)             # (B, 3, g, g, p, p)
+    pieces = pieces.permute(0, 2, 3, 1, 4, 5).reshape(b * g * g, 3, patch, patch)
+    cells = F.avg_pool2d(masks[:, None].float(), cell)[:, 0]                      # (B, S/c, S/c)
+    k = patch // cell
+    targets = cells.unfold(1, k, k).unfold(2, k, k).reshape(b * g * g, k * k)
+    share = targets.mean(1)
+    edge = torch.nonzero((share > 0) & (share < 1))[:, 0]
+    rest = torch.nonzero((share == 0) | (share == 1))[:, 0]
+    rest = rest[torch.randperm(len(rest), generator=generator)[:max(len(edge), 1)]]
+    keep = torch.cat([edge, rest])
+    return pieces[keep], targets[keep]
 
 
 def parse_hint_layers(spec: str, layers: int) -> list[tuple[int, str]]:
@@ -339,6 +370,8 @@ class FrameClassifierRecipe(Recipe):
         with _seeded(self.seed):
             student = ViTForImageClassification(cfg)
             stem_head = torch.nn.Linear(c.hidden_size, len(PATTERNS) + 1) if c.stem_steps else None
+            mask_head = (torch.nn.Linear(c.hidden_size, (c.patch_size // 2) ** 2)
+                         if c.stem_steps and c.stem_mask_weight else None)
             teacher = TextureTeacher() if c.teacher_steps else None
             hint_maps = torch.nn.ModuleList([torch.nn.Linear(c.hidden_size, TextureTeacher.STAGES[stage])
                                              for _, stage in hints]) if hints else None
@@ -349,7 +382,7 @@ class FrameClassifierRecipe(Recipe):
             with torch.no_grad():
                 out_proj.weight.zero_()
                 out_proj.bias.zero_()
-        return _Distillation(student, stem_head, teacher, hint_maps)
+        return _Distillation(student, stem_head, teacher, hint_maps, mask_head)
 
     def lr_scale(self, name: str, param: torch.nn.Parameter) -> float:
         return self.config.teacher_lr_scale if name.startswith("teacher.") else 1.0
@@ -376,7 +409,18 @@ class FrameClassifierRecipe(Recipe):
             x = _augment(b.patches, c.noise_aug, generator).to(device)
             logits = model.stem_head(patch_stem(model.student, x))
             loss, parts = _classification_loss(logits, b.labels.to(device))
-            return loss, {"stem_acc": parts["acc"]}
+            parts = {"stem_acc": parts["acc"]}
+            if model.mask_head is not None:            # ... and where the object's edge runs through the patch
+                f = corpus.frame_batch(self.seed, step, c.stem_mask_frames, "train", IMAGE_SIZE, with_masks=True)
+                patches, target = patch_mask_targets(f.images, f.masks, c.patch_size, generator=generator)
+                x = _augment(patches, c.noise_aug, generator).to(device)
+                mask_logits = model.mask_head(patch_stem(model.student, x)).float()
+                target = target.to(device)
+                mask_loss = F.binary_cross_entropy_with_logits(mask_logits, target)
+                loss = loss + c.stem_mask_weight * mask_loss
+                parts.update(mask=float(mask_loss.detach()),
+                             mask_acc=float(((mask_logits > 0) == (target > 0.5)).float().mean()))
+            return loss, parts
         b = corpus.frame_batch(self.seed, step, c.batch, "train", IMAGE_SIZE)
         x = _augment(b.images, c.noise_aug, generator).to(device)
         labels = b.labels.to(device)
