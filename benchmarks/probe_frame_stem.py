@@ -11,6 +11,9 @@ training, and prints
   shipped run's (0.24 / 0.29 / 0.38 / 0.42 after 500 / 1000 / 1500 / 2000 ViT steps, from the docstring);
 - the held-out top-1 of the student as it stands, and separately of its shape and its pattern (512 frames).
 
+``--patch-size`` and the other size options try another ViT under the same recipe (the shipped run's numbers then
+compare steps, not minutes: the log has the seconds).
+
 Resumable: the same command continues from ``--work``.  ::
 
     NEUROCLIPS_THREADS=1 .venv/bin/python benchmarks/probe_frame_stem.py --mask-weight 1 --minutes 45 \\
@@ -41,10 +44,17 @@ def main() -> None:
     ap.add_argument("--work", required=True)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("NEUROCLIPS_THREADS", "1")))
     ap.add_argument("--eval-size", type=int, default=512)
+    ap.add_argument("--patch-size", type=int, default=None, help="the ViT's patch (shipped: 8)")
+    ap.add_argument("--hidden-size", type=int, default=None, help="(shipped: 128)")
+    ap.add_argument("--layers", type=int, default=None, help="(shipped: 6)")
+    ap.add_argument("--intermediate-size", type=int, default=None, help="(shipped: 512)")
+    ap.add_argument("--hint-layers", default=None, help="(shipped: 1:early,3:mid,5:final)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = dataclasses.replace(FrameClassifierRecipe.full_config(), stem_mask_weight=args.mask_weight)
+    sizes = {k: getattr(args, k) for k in ("patch_size", "hidden_size", "layers", "intermediate_size", "hint_layers")
+             if getattr(args, k) is not None}
+    config = dataclasses.replace(FrameClassifierRecipe.full_config(), stem_mask_weight=args.mask_weight, **sizes)
     work = Path(args.work)
     recipe = FrameClassifierRecipe(config, 0, work / "out")
     result = train_role(recipe, work / "out" / recipe.role, work / "train",
@@ -57,10 +67,11 @@ def main() -> None:
         last = stem[-1]
         print(f"stem, step {last['step']}: pattern acc {last['stem_acc']:.3f}"
               + (f", mask-cell acc {last['mask_acc']:.3f}" if "mask_acc" in last else ""))
-    vit = {r["step"] - vit_start: r["acc"] for r in rows if r["step"] > vit_start and "acc" in r}
-    print("ViT step | running top-1 | shipped run")
+    vit = {r["step"] - vit_start: r for r in rows if r["step"] > vit_start and "acc" in r}
+    t0 = max((r["elapsed_s"] for r in rows if r["step"] <= vit_start), default=0.0)   # when the ViT phase began
+    print("ViT step | minutes of ViT | running top-1 | shipped run")
     for k in sorted(s for s in vit if s % 250 == 0):
-        print(f"{k:8d} | {vit[k]:.3f}         | {SHIPPED.get(k, '')}")
+        print(f"{k:8d} | {(vit[k]['elapsed_s'] - t0) / 60:14.1f} | {vit[k]['acc']:.3f}         | {SHIPPED.get(k, '')}")
 
     # the student as it stands (the checkpoint), on held-out frames
     model = recipe.build()

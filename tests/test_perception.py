@@ -409,6 +409,17 @@ def test_vae_fingerprint_is_the_same_in_every_process():
 
 
 # ------------------------------------------------------------------------------------ train_perception
+def _same_scores(a, b, rtol: float = 1e-5) -> bool:
+    """Two nested metrics dicts with the same keys and numbers equal to ``rtol``."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_scores(a[k], b[k], rtol) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same_scores(x, y, rtol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return b is not None and a is not None and np.isclose(a, b, rtol=rtol, atol=1e-8)
+    return a == b
+
+
 def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store, vae):
     cfg = _cfg(tmp_path)
     r = train_perception(cfg, run=RUN, store=store, vae=vae, progress=False)
@@ -440,7 +451,8 @@ def test_train_perception_writes_every_artifact_and_reuses_them(tmp_path, store,
         max(m["smoothing"]["pr"]["val_ssim_s2"].values())
     static = smooth_videos(decode_latents(vae, predict_latents(model, x, b), b), sigma)
     gt = np.asarray(store.frames_test)
-    assert json.loads(json.dumps(json_clean(video_metrics(static, gt)))) == m["pr_static"]
+    # the same scores, up to float32 summation order (a decode's last digits depend on threads and batching)
+    assert _same_scores(json.loads(json.dumps(json_clean(video_metrics(static, gt)))), m["pr_static"])
     assert blurry.shape == static.shape and m["pr"] == json.loads(json.dumps(json_clean(video_metrics(blurry, gt))))
     assert set(m["motion_path"]["val_r"]) == {"dy", "dx", "speed"}
     # the motion path only translates frames: each clip's middle is where the PR put it
