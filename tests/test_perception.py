@@ -409,14 +409,16 @@ def test_vae_fingerprint_is_the_same_in_every_process():
 
 
 # ------------------------------------------------------------------------------------ train_perception
-def _same_scores(a, b, rtol: float = 1e-5) -> bool:
-    """Two nested metrics dicts with the same keys and numbers equal to ``rtol``."""
+def _same_scores(a, b, rtol: float = 1e-3) -> bool:
+    """Two nested metrics dicts with the same keys and numbers equal to ``rtol`` (a uint8 video whose float32
+    decode differs in the last digits rounds a few pixels the other way: SSIM moves by ~1e-6, a tiny motion
+    energy by more, relatively)."""
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_same_scores(a[k], b[k], rtol) for k in a)
     if isinstance(a, list):
         return isinstance(b, list) and len(a) == len(b) and all(_same_scores(x, y, rtol) for x, y in zip(a, b))
     if isinstance(a, float) or isinstance(b, float):
-        return b is not None and a is not None and np.isclose(a, b, rtol=rtol, atol=1e-8)
+        return b is not None and a is not None and bool(np.isclose(a, b, rtol=rtol, atol=1e-6))
     return a == b
 
 
