@@ -392,6 +392,9 @@ def test_patch_mask_targets_keep_every_edge_patch_with_its_cell_shares(tmp_path)
     assert targets[0, 5] == 0.5 and targets[0, 13] == 0.25 and targets[0, 6] == 1 and targets[0, 0] == 0
     assert ((targets[2:].mean(1) == 0) | (targets[2:].mean(1) == 1)).all()              # the rest: whole
 
+    with pytest.raises(TrainError, match="even patch_size"):
+        FrameClassifierRecipe(dataclasses.replace(FrameClassifierRecipe.quick_config(), stem_mask_weight=1.0,
+                                                  patch_size=7), 0, tmp_path).build()
     config = dataclasses.replace(FrameClassifierRecipe.quick_config(), stem_mask_weight=1.0, stem_mask_frames=2)
     result = train_role(FrameClassifierRecipe(config, 0, tmp_path / "out"), tmp_path / "out" / "frame_classifier",
                         tmp_path / "work", RunOptions(verbose=False, log_every=1))

@@ -379,6 +379,9 @@ class FrameClassifierRecipe(Recipe):
         if min(c.stem_steps, c.teacher_steps) < 0 or vit_start >= c.steps:
             raise TrainError(f"frame_classifier: stem_steps ({c.stem_steps}) + teacher_steps ({c.teacher_steps}) "
                              f"must be >= 0 each and leave ViT steps before steps={c.steps}")
+        if c.stem_steps and c.stem_mask_weight and c.patch_size % 2:
+            raise TrainError(f"frame_classifier: stem_mask_weight draws the mask at 2-px cells, which do not tile a "
+                             f"patch of {c.patch_size} px; use an even patch_size or stem_mask_weight=0")
         hints = parse_hint_layers(c.hint_layers, c.layers) if c.teacher_steps and c.hint_weight else []
         cfg = ViTConfig(image_size=IMAGE_SIZE, patch_size=c.patch_size, num_channels=3, hidden_size=c.hidden_size,
                         num_hidden_layers=c.layers, num_attention_heads=c.heads,
