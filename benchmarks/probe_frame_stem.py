@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import torch
 from neuroclips_core.data.sim_stimuli import PATTERNS
 from neuroclips_core.zoo import corpus
 from neuroclips_core.zoo.train.classifiers import IMAGE_SIZE, FrameClassifierRecipe, normalise
-from neuroclips_core.zoo.train.loop import RunOptions, train_role
+from neuroclips_core.zoo.train.loop import RunOptions, read_log, train_role
 
 SHIPPED = {500: 0.24, 1000: 0.29, 1500: 0.38, 2000: 0.42}
 
@@ -61,7 +60,7 @@ def main() -> None:
                         RunOptions(max_minutes=args.minutes, log_every=25))
     vit_start = config.stem_steps + config.teacher_steps
 
-    rows = [json.loads(line) for line in (work / "train" / "log.jsonl").read_text().splitlines()]
+    rows = read_log(work / "train")
     stem = [r for r in rows if "stem_acc" in r]
     if stem:
         last = stem[-1]

@@ -191,8 +191,8 @@ else:
 # `python -m neuroclips_core ablations --subjects 1,2,3 --seed 27 --run-root runs/seed27`, with chapters 01-03 run
 # on that seed first; about 25 minutes a subject for three or four variants on 1 thread, two other jobs sharing the
 # 2 cores; the videos regenerated and the video 50-way read by the distilled VideoMAE of 2400 steps on 2026-12-01,
-# the other columns unchanged to the last digit; the 4000-step VideoMAE shipped since has not re-read them). Differences are the full model minus the variant, paired per clip, ± the SEM of the
-# per-clip difference:
+# the other columns unchanged to the last digit; the 4000-step VideoMAE shipped since has not re-read them).
+# Differences are the full model minus the variant, paired per clip, ± the SEM of the per-clip difference:
 #
 # | subject | SSIM: full - no blurry | frame 50-way: full - no keyframe | video 50-way: full - no keyframe | CLIP-pcc (16 frames): full - no keyframe |
 # |---|---|---|---|---|
