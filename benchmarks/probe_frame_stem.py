@@ -12,7 +12,8 @@ training, and prints
 - the held-out top-1 of the student as it stands, and separately of its shape and its pattern (512 frames).
 
 ``--patch-size`` and the other size options try another ViT under the same recipe (the shipped run's numbers then
-compare steps, not minutes: the log has the seconds).
+compare steps, not minutes: the log has the seconds); ``--steps``, ``--decay`` and ``--lr`` shorten the schedule
+(a final decay of its own) to compare two recipes at equal steps.
 
 Resumable: the same command continues from ``--work``.  ::
 
@@ -48,10 +49,15 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=None, help="(shipped: 6)")
     ap.add_argument("--intermediate-size", type=int, default=None, help="(shipped: 512)")
     ap.add_argument("--hint-layers", default=None, help="(shipped: 1:early,3:mid,5:final)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="all steps, stem and teacher included (shipped: 9000); a short run to compare recipes")
+    ap.add_argument("--decay", type=float, default=None, help="share of the steps in the final decay (shipped: 0.2)")
+    ap.add_argument("--lr", type=float, default=None, help="(shipped: 1e-3)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    sizes = {k: getattr(args, k) for k in ("patch_size", "hidden_size", "layers", "intermediate_size", "hint_layers")
+    sizes = {k: getattr(args, k) for k in ("patch_size", "hidden_size", "layers", "intermediate_size", "hint_layers",
+                                           "steps", "decay", "lr")
              if getattr(args, k) is not None}
     config = dataclasses.replace(FrameClassifierRecipe.full_config(), stem_mask_weight=args.mask_weight, **sizes)
     work = Path(args.work)

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     abl.add_argument("--n-clips", type=int, default=None, help="the first n test clips (default: all; 24 quick)")
     abl.add_argument("--data-root", default=None)
     abl.add_argument("--run-root", default=None)
+    abl.add_argument("--parallel", type=int, default=1,
+                     help="subjects at once, each kernel with an equal share of NEUROCLIPS_THREADS (default 1)")
 
     va = sub.add_parser("vendor-assets", help="download the built book's MathJax, require.js and widget manager from "
                                               "npm into book/_vendor, so its pages work offline")
@@ -153,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"ablations: error: {e}", file=sys.stderr)
             return 2
+        if args.parallel < 1:
+            print(f"ablations: error: --parallel must be at least 1 (subjects at once), found {args.parallel}",
+                  file=sys.stderr)
+            return 2
         variants = ["full", *[v for v in variants if v != "full"]]
-        for path in run_batch(cfg, subjects, variants, n_clips=args.n_clips):
+        for path in run_batch(cfg, subjects, variants, n_clips=args.n_clips, parallel=args.parallel):
             print(f"executed {path}")
         scores = collect(cfg, subjects, variants)
         with pd.option_context("display.width", 200, "display.precision", 3):

@@ -8,13 +8,15 @@
 
 or from a shell (the same batch, then the tables and checks printed)::
 
-    python -m neuroclips_core ablations --subjects 1,2,3 [--seed S] [--quick] [--n-clips N]
+    python -m neuroclips_core ablations --subjects 1,2,3 [--seed S] [--quick] [--n-clips N] [--parallel P]
 
 **The batch** executes ``book/04_inference.ipynb`` with papermill once per subject, with ``compare`` set to the
 other variants, so every variant of a subject runs in one kernel that loads the models once; the executed
 notebooks are kept in ``runs/<profile>/ablations/`` as the record of each run.  Chapter 04 reuses a finished
 variant whose parameters match (``video_run.reconstruct_videos``), so a rerun only makes what is missing, and an
-interrupted batch resumes where it stopped.
+interrupted batch resumes where it stopped.  ``parallel`` runs that many subjects at once, each kernel with its
+share of the CPU threads: small models use two threads poorly, so on a 2-core machine two subjects at one thread
+each finish sooner than one after the other at two.
 
 **The tables** come only from ``runs/<profile>/subjNN/inference/<variant>/metrics.json``: Table 2 (the variants of
 one subject, the paper's subject-1 rows beside) and Table 1's NeuroClips rows per subject and averaged (the paper's
@@ -30,6 +32,7 @@ import numpy as np
 
 from .config import RunConfig, project_root
 from .metrics_table import TABLE1_COLUMNS, parse_paper_rows
+from .notebook_batch import NotebookJob, run_notebooks
 from .video_run import METRICS_FILE, VARIANTS, inference_dir
 
 CHAPTER_04 = Path("book") / "04_inference.ipynb"
@@ -56,7 +59,7 @@ def batch_folder(cfg: RunConfig) -> Path:
 
 
 def run_batch(cfg: RunConfig, subjects, variants=tuple(VARIANTS), *, n_clips: int | None = None,
-              notebook: str | Path | None = None, progress: bool = True) -> list[Path]:
+              notebook: str | Path | None = None, progress: bool = True, parallel: int = 1) -> list[Path]:
     """Run chapter 04 under papermill once per subject with every variant in ``variants``; returns the executed
     notebooks (``runs/<profile>/ablations/04_inference_subjNN.ipynb``).
 
@@ -66,13 +69,14 @@ def run_batch(cfg: RunConfig, subjects, variants=tuple(VARIANTS), *, n_clips: in
         variants: keys of :data:`~neuroclips_core.video_run.VARIANTS`; ``full`` always runs.
         n_clips: the first n test clips (None: chapter 04's default, all or the quick subset).
         notebook: the chapter to execute (default ``book/04_inference.ipynb`` of the project).
+        parallel: how many subjects run at once, each in its own kernel with an equal share of the CPU threads
+            (:func:`~neuroclips_core.notebook_batch.run_notebooks`).  Safe because each subject writes only its
+            own ``subjNN`` folders and the shared encode-once caches are written atomically.
 
     Raises:
-        ValueError: an unknown variant or subject.
+        ValueError: an unknown variant or subject, or ``parallel`` < 1 (before anything runs).
         papermill.PapermillExecutionError: a cell failed; the executed notebook beside shows where.
     """
-    import papermill as pm
-
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"run_batch: unknown variants {unknown}; known: {list(VARIANTS)}")
@@ -85,16 +89,13 @@ def run_batch(cfg: RunConfig, subjects, variants=tuple(VARIANTS), *, n_clips: in
     out = batch_folder(cfg)
     out.mkdir(parents=True, exist_ok=True)
     compare = ",".join(v for v in variants if v != "full")
-    done = []
+    jobs = []
     for s in subjects:
         params = {"profile": cfg.profile, "subject": int(s), "quick": bool(cfg.quick), "seed": int(cfg.seed),
                   "data_root": str(cfg.data_root), "run_root": str(cfg.run_root), "compare": compare,
                   "n_clips": n_clips}
-        target = out / f"04_inference_subj{int(s):02d}.ipynb"
-        pm.execute_notebook(str(notebook), str(target), parameters=params, cwd=str(notebook.parent),
-                            progress_bar=progress, kernel_name="python3")
-        done.append(target)
-    return done
+        jobs.append(NotebookJob(str(notebook), str(out / f"04_inference_subj{int(s):02d}.ipynb"), params))
+    return run_notebooks(jobs, parallel=parallel, progress=progress)
 
 
 def collect(cfg: RunConfig, subjects, variants=tuple(VARIANTS)):

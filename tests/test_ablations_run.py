@@ -1,6 +1,6 @@
 """Chapter 06's core (:mod:`neuroclips_core.ablations_run`): the tables from metrics.json files, the paper's
-directions, and the batch's refusals.  The batch itself (papermill over chapter 04) runs in the quick run of
-chapter 06 (tests/test_book.py)."""
+directions, the batch's refusals, and its subjects run side by side (on a stand-in notebook).  The batch itself
+(papermill over chapter 04) runs in the quick run of chapter 06 (tests/test_book.py)."""
 from __future__ import annotations
 
 import json
@@ -103,3 +103,29 @@ def test_the_command_line_refuses_unknown_subjects(capsys):
 
     assert main(["ablations", "--subjects", "1,5"]) == 2
     assert "unknown values [5]" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_a_parallel_count_below_one(capsys):
+    from neuroclips_core.__main__ import main
+
+    assert main(["ablations", "--subjects", "1", "--parallel", "0"]) == 2
+    assert "--parallel must be at least 1" in capsys.readouterr().err
+
+
+def test_run_batch_runs_every_subject_in_parallel_with_the_other_variants(cfg, tmp_path, monkeypatch):
+    from test_notebook_batch import probe_notebook
+
+    monkeypatch.setenv("NEUROCLIPS_THREADS", "2")
+    notebook = probe_notebook(tmp_path / "probe.ipynb", tmp_path)
+    done = run_batch(cfg, [1, 2, 3], ["full", "no_blurry"], notebook=notebook, progress=False, parallel=2)
+    assert [p.name for p in done] == [f"04_inference_subj0{s}.ipynb" for s in (1, 2, 3)]
+    assert all(p.is_file() for p in done)
+    records = [json.loads((tmp_path / f"subject{s}.json").read_text()) for s in (1, 2, 3)]
+    assert [r["threads"] for r in records] == ["1", "1", "1"]      # 2 threads shared by 2 kernels at once
+    assert {r["compare"] for r in records} == {"no_blurry"}
+
+
+@pytest.mark.parametrize("parallel", [0, 1.5])
+def test_run_batch_refuses_a_parallel_count_that_is_not_a_positive_int(cfg, parallel):
+    with pytest.raises(ValueError, match="parallel must be a positive int"):
+        run_batch(cfg, [1], ["full"], parallel=parallel)
