@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import RunConfig, project_root
 from .metrics_table import TABLE1_COLUMNS, parse_paper_rows
-from .notebook_batch import NotebookJob, run_notebooks
+from .notebook_batch import NotebookJob, check_parallel, run_notebooks
 from .video_run import METRICS_FILE, VARIANTS, inference_dir
 
 CHAPTER_04 = Path("book") / "04_inference.ipynb"
@@ -71,7 +71,8 @@ def run_batch(cfg: RunConfig, subjects, variants=tuple(VARIANTS), *, n_clips: in
         notebook: the chapter to execute (default ``book/04_inference.ipynb`` of the project).
         parallel: how many subjects run at once, each in its own kernel with an equal share of the CPU threads
             (:func:`~neuroclips_core.notebook_batch.run_notebooks`).  Safe because each subject writes only its
-            own ``subjNN`` folders and the shared encode-once caches are written atomically.
+            own ``subjNN`` folders, the shared encode-once caches are written atomically, and on the sim profile
+            the dataset's missing subjects are simulated here first, one process writing.
 
     Raises:
         ValueError: an unknown variant or subject, or ``parallel`` < 1 (before anything runs).
@@ -83,9 +84,17 @@ def run_batch(cfg: RunConfig, subjects, variants=tuple(VARIANTS), *, n_clips: in
     bad = [s for s in subjects if int(s) not in (1, 2, 3)]
     if bad:
         raise ValueError(f"run_batch: subjects must be 1, 2 or 3; found {bad}")
+    check_parallel(parallel)
     notebook = Path(notebook) if notebook is not None else project_root() / CHAPTER_04
     if not notebook.is_file():
         raise FileNotFoundError(f"{notebook}: chapter 04 is not there; run from the project (or pass notebook=)")
+    if parallel > 1 and len(subjects) > 1 and cfg.profile == "sim":
+        # Kernels side by side would each simulate their subject into the one dataset, whose stimuli and sim.json
+        # are not written for concurrent writers: simulate every subject here first (nothing to do when on disk).
+        from .data.simulate import simulate_dataset
+
+        simulate_dataset(cfg.data_root, cfg.sim_preset, cfg.seed, subjects=[int(s) for s in subjects],
+                         progress=progress)
     out = batch_folder(cfg)
     out.mkdir(parents=True, exist_ok=True)
     compare = ",".join(v for v in variants if v != "full")

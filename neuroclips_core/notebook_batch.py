@@ -32,6 +32,13 @@ def kernel_threads(parallel: int) -> int:
     return max(1, cpu_threads() // parallel)
 
 
+def check_parallel(parallel) -> int:
+    """``parallel`` itself when it is a positive int (how many notebooks at once), else ValueError."""
+    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+        raise ValueError(f"parallel must be a positive int (notebooks at once), found {parallel!r}")
+    return parallel
+
+
 def run_notebooks(jobs: list[NotebookJob], *, parallel: int = 1, progress: bool = True) -> list[Path]:
     """Execute ``jobs``; returns their targets in the order given.
 
@@ -46,9 +53,7 @@ def run_notebooks(jobs: list[NotebookJob], *, parallel: int = 1, progress: bool 
         ValueError: ``parallel`` is not a positive int.
         papermill.PapermillExecutionError: a cell failed (the first failure; the others still run to their end).
     """
-    if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
-        raise ValueError(f"parallel must be a positive int (notebooks at once), found {parallel!r}")
-    if parallel == 1 or len(jobs) <= 1:
+    if check_parallel(parallel) == 1 or len(jobs) <= 1:
         for job in jobs:
             _execute(job, progress)
         return [Path(job.target) for job in jobs]

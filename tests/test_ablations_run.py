@@ -115,6 +115,11 @@ def test_the_command_line_refuses_a_parallel_count_below_one(capsys):
 def test_run_batch_runs_every_subject_in_parallel_with_the_other_variants(cfg, tmp_path, monkeypatch):
     from test_notebook_batch import probe_notebook
 
+    import neuroclips_core.data.simulate as simulate
+
+    simulated = []      # the dataset is simulated before any kernel starts (recorded, not run: the kernels are stubs)
+    monkeypatch.setattr(simulate, "simulate_dataset", lambda root, preset, seed, subjects, progress: simulated.append(
+        (subjects, list(tmp_path.glob("subject*.json")))))
     monkeypatch.setenv("NEUROCLIPS_THREADS", "2")
     notebook = probe_notebook(tmp_path / "probe.ipynb", tmp_path)
     done = run_batch(cfg, [1, 2, 3], ["full", "no_blurry"], notebook=notebook, progress=False, parallel=2)
@@ -123,6 +128,7 @@ def test_run_batch_runs_every_subject_in_parallel_with_the_other_variants(cfg, t
     records = [json.loads((tmp_path / f"subject{s}.json").read_text()) for s in (1, 2, 3)]
     assert [r["threads"] for r in records] == ["1", "1", "1"]      # 2 threads shared by 2 kernels at once
     assert {r["compare"] for r in records} == {"no_blurry"}
+    assert simulated == [([1, 2, 3], [])]
 
 
 @pytest.mark.parametrize("parallel", [0, 1.5])
