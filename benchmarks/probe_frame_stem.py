@@ -12,8 +12,8 @@ training, and prints
 - the held-out top-1 of the student as it stands, and separately of its shape and its pattern (512 frames).
 
 ``--patch-size`` and the other size options try another ViT under the same recipe (the shipped run's numbers then
-compare steps, not minutes: the log has the seconds); ``--steps``, ``--decay`` and ``--lr`` shorten the schedule
-(a final decay of its own) to compare two recipes at equal steps.
+compare steps, not minutes: the log has the seconds).  ``--steps`` and ``--decay`` shorten the schedule (a final
+decay of its own) to compare two recipes at equal steps; ``--lr`` sets the base rate of all three phases.
 
 Resumable: the same command continues from ``--work``.  ::
 
