@@ -90,9 +90,11 @@ print(f"subjects {subjects}, variants {variants}, {parallel} subject(s) at once"
 # One papermill run of chapter 04 per subject (chapters 02 and 03 run inside it when their results are not on disk:
 # about 25 minutes a subject at the default sizes; generation about 4 minutes per variant and subject for the 240
 # test clips on two CPU cores). On a CPU the subjects run side by side, one kernel and one thread each
-# (`parallel`): these small models get little from a second thread (measured beside other jobs, chapters 02 and 03
-# took 21 and 18 minutes a subject on one thread, against 30 and 21 on two), so two subjects at once finish sooner
-# than one after the other. Each subject writes only its own folders; the caches they share are written atomically.
+# (`parallel`): these small models get little from a second thread, so two subjects at once finish sooner than one
+# after the other. In quick mode, subjects 2 and 3 with two variants took 17.0 minutes side by side against 20.4 one
+# after the other at two threads, and every score of the two agreed within 0.025 (the largest gap, a PSNR in dB;
+# the median 0.001), thread counts moving only the last digits (`benchmarks/bench_parallel_subjects.py`). Each
+# subject writes only its own folders; the caches they share are written atomically.
 
 # %%
 executed = run_batch(cfg, subjects, variants, n_clips=n_clips, progress=False, parallel=parallel)

@@ -5,8 +5,9 @@
     run_notebooks([NotebookJob("book/04_inference.ipynb", "out_s2.ipynb", {"subject": 2}), ...], parallel=2)
 
 Small models use a second thread poorly, so on a 2-core machine two kernels at one thread each get more done than
-one at two.  A kernel reads its thread count from ``NEUROCLIPS_THREADS`` (:func:`~neuroclips_core.notebook.cpu_threads`),
-which each worker process sets before papermill starts the kernel (a kernel inherits its parent's environment).
+one at two.  A kernel reads its thread count from ``NEUROCLIPS_THREADS``
+(:func:`~neuroclips_core.notebook.cpu_threads`), which each worker process sets before papermill starts the kernel
+(a kernel inherits its parent's environment).
 This module imports nothing heavy, so the spawned workers start in about a second.
 """
 from __future__ import annotations
