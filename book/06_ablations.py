@@ -52,13 +52,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from neuroclips_core.ablations_run import (PAPER_TABLE2, collect, direction_checks, paper_frame, run_batch,
-                                           wide)
+from neuroclips_core.ablations_run import (PAPER_TABLE2, collect, default_parallel, direction_checks, paper_frame,
+                                           run_batch, wide)
 from neuroclips_core.config import SUBJECTS
 from neuroclips_core.data.ensure import ensure_store
 from neuroclips_core.metrics import align_to_ground_truth
 from neuroclips_core.metrics_table import PAPER_TABLE1
-from neuroclips_core.notebook import chapter_config, cpu_threads, env_default, parameter_list
+from neuroclips_core.notebook import chapter_config, env_default, parameter_list
 from neuroclips_core.video_run import VARIANTS, inference_dir
 from neuroclips_core.viz import frames as vframes
 
@@ -80,8 +80,7 @@ cfg = chapter_config(profile=profile, subject=subject, quick=quick, seed=seed,
 subjects = parameter_list(subjects, SUBJECTS, "subjects", [cfg.subject] if cfg.quick else list(SUBJECTS))
 variants = parameter_list(variants, VARIANTS, "variants", list(VARIANTS))
 variants = ["full", *[v for v in variants if v != "full"]]
-if parallel is None:
-    parallel = 1 if cfg.torch_device().type == "cuda" else max(1, min(len(subjects), cpu_threads()))
+parallel = default_parallel(cfg, len(subjects)) if parallel is None else parallel
 print(f"subjects {subjects}, variants {variants}, {parallel} subject(s) at once")
 
 # %% [markdown]

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         from .ablations_run import collect, direction_checks, run_batch, wide
         from .config import ConfigError, SUBJECTS, make_config
         from .notebook import parameter_list
+        from .notebook_batch import check_parallel
         from .video_run import VARIANTS
 
         try:
@@ -152,12 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             variants = parameter_list(args.variants, VARIANTS, "--variants", [])
             cfg = make_config(profile=args.profile, quick=args.quick, seed=args.seed, data_root=args.data_root,
                               run_root=args.run_root)
-        except ConfigError as e:
+            check_parallel(args.parallel)
+        except (ConfigError, ValueError) as e:
             print(f"ablations: error: {e}", file=sys.stderr)
-            return 2
-        if args.parallel < 1:
-            print(f"ablations: error: --parallel must be at least 1 (subjects at once), found {args.parallel}",
-                  file=sys.stderr)
             return 2
         variants = ["full", *[v for v in variants if v != "full"]]
         for path in run_batch(cfg, subjects, variants, n_clips=args.n_clips, parallel=args.parallel):

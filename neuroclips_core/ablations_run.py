@@ -107,6 +107,15 @@ def run_batch(cfg: RunConfig, subjects, variants=tuple(VARIANTS), *, n_clips: in
     return run_notebooks(jobs, parallel=parallel, progress=progress)
 
 
+def default_parallel(cfg: RunConfig, n_subjects: int) -> int:
+    """Subjects at once when the caller does not say: 1 on a GPU (one device), else one per CPU thread
+    (:func:`~neuroclips_core.notebook.cpu_threads`; 2 on the 2-core machines: one thread each), at most
+    ``n_subjects``."""
+    from .notebook import cpu_threads
+
+    return 1 if cfg.torch_device().type == "cuda" else max(1, min(n_subjects, cpu_threads()))
+
+
 def collect(cfg: RunConfig, subjects, variants=tuple(VARIANTS)):
     """A long DataFrame (subject, variant, column, mean, se, n_clips) of Table 1's columns from each run's
     ``metrics.json``; ``se`` is the N-way's binomial SE or, for SSIM, PSNR and CLIP-pcc, std / sqrt(n_clips).

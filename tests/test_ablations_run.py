@@ -109,7 +109,7 @@ def test_the_command_line_refuses_a_parallel_count_below_one(capsys):
     from neuroclips_core.__main__ import main
 
     assert main(["ablations", "--subjects", "1", "--parallel", "0"]) == 2
-    assert "--parallel must be at least 1" in capsys.readouterr().err
+    assert "parallel must be a positive int" in capsys.readouterr().err
 
 
 def test_run_batch_runs_every_subject_in_parallel_with_the_other_variants(cfg, tmp_path, monkeypatch):
@@ -129,6 +129,18 @@ def test_run_batch_runs_every_subject_in_parallel_with_the_other_variants(cfg, t
     assert [r["threads"] for r in records] == ["1", "1", "1"]      # 2 threads shared by 2 kernels at once
     assert {r["compare"] for r in records} == {"no_blurry"}
     assert simulated == [([1, 2, 3], [])]
+
+
+@pytest.mark.parametrize("device, n_subjects, threads, expected", [("cpu", 3, "2", 2), ("cpu", 1, "2", 1),
+                                                                   ("cpu", 3, "1", 1), ("cuda", 3, "2", 1)])
+def test_default_parallel_is_one_subject_per_cpu_thread_and_one_on_a_gpu(tmp_path, monkeypatch, device, n_subjects,
+                                                                         threads, expected):
+    from neuroclips_core.ablations_run import default_parallel
+
+    monkeypatch.setenv("NEUROCLIPS_THREADS", threads)
+    cfg = make_config(run_root=tmp_path, data_root=tmp_path / "data", quick=True)
+    monkeypatch.setattr(type(cfg), "torch_device", lambda self: __import__("torch").device(device))
+    assert default_parallel(cfg, n_subjects) == expected
 
 
 @pytest.mark.parametrize("parallel", [0, 1.5])
